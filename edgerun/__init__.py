@@ -1,0 +1,90 @@
+"""edgerun: run distilled ONNX models in real time on edge devices, with one API.
+
+``edgerun.load("student.onnx")`` picks the best backend for the device it runs on. Heavy
+modules (numpy, onnx, onnxruntime) are imported on first use, not by ``import edgerun``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigError,
+    EdgerunError,
+    ImageError,
+    InputError,
+    ModelError,
+    ModelNotFoundError,
+    SessionClosedError,
+    UnknownModelError,
+    UnsupportedModelError,
+    UnsupportedPrecisionError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": "session",
+    "Session": "session",
+    "current_device": "session",
+    "DeviceProfile": "device",
+    "DeviceDefaults": "defaults",
+    "Plan": "plan",
+    "ModelFile": "model",
+    "TensorSpec": "specs",
+    "PreprocessSpec": "preprocess",
+    "models": "models",
+}
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "DeviceDefaults",
+    "DeviceProfile",
+    "EdgerunError",
+    "ImageError",
+    "InputError",
+    "ModelError",
+    "ModelFile",
+    "ModelNotFoundError",
+    "Plan",
+    "PreprocessSpec",
+    "Session",
+    "SessionClosedError",
+    "TensorSpec",
+    "UnknownModelError",
+    "UnsupportedModelError",
+    "UnsupportedPrecisionError",
+    "__version__",
+    "current_device",
+    "load",
+    "models",
+]
+
+if TYPE_CHECKING:
+    from . import models
+    from .defaults import DeviceDefaults
+    from .device import DeviceProfile
+    from .model import ModelFile
+    from .plan import Plan
+    from .preprocess import PreprocessSpec
+    from .session import Session, current_device, load
+    from .specs import TensorSpec
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgerun' has no attribute {name!r}")
+    imported = import_module(f".{module}", __name__)
+    value = imported if name == module else getattr(imported, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,281 @@
+"""``edgerun info | run | bench``: a thin command line over the same calls an app makes.
+
+Errors edgerun raises on purpose print one line and exit 1; usage errors exit 2; a bench
+that misses its deadline exits 3 with ``--fail-on-miss``. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .errors import EdgerunError
+
+out = Console()
+err = Console(stderr=True)
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _backend_options(command: Any) -> Any:
+    """The options every model command shares: where and how to run."""
+    for option in reversed(
+        [
+            click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+            click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime or tensorrt."),
+            click.option(
+                "--precision",
+                default="auto",
+                show_default=True,
+                help="auto (the model's own), fp32, fp16, bf16 or int8.",
+            ),
+            click.option(
+                "--threads",
+                type=click.IntRange(min=1),
+                default=None,
+                help="CPU intra-op threads (default: the device profile's).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings=_CONTEXT)
+@click.version_option(__version__, prog_name="edgerun")
+@click.option("-v", "--verbose", is_flag=True, help="Log what edgerun decides.")
+@click.option("--debug", is_flag=True, help="Debug logging and full tracebacks on errors.")
+def cli(verbose: bool, debug: bool) -> None:
+    """Run distilled ONNX models in real time on edge devices: inspect, run and benchmark."""
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="edgerun: %(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("edgerun").setLevel(level)
+
+
+def _options(threads: int | None) -> dict[str, Any]:
+    return {} if threads is None else {"threads": threads}
+
+
+def _emit_json(data: Any, path: Path | None = None) -> None:
+    text = json.dumps(data, indent=2, default=str)
+    if path is None:
+        sys.stdout.write(text + "\n")
+    else:
+        path.write_text(text + "\n")
+
+
+@cli.command()
+@click.argument("model", required=False)
+@_backend_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def info(model: str | None, device: str, backend: str, precision: str, threads: int | None, as_json: bool) -> None:
+    """Show the device profile, backends and versions; with MODEL (.onnx file or bundled name), its specs and plan."""
+    from . import models
+    from .info import device_report, model_report
+    from .report import render_device, render_model
+    from .session import current_device
+
+    profile = current_device()
+    report: dict[str, Any] = device_report(profile)
+    report["bundled_models"] = {name: models.card(name).title for name in models.names()}
+    report["default_model"] = models.DEFAULT
+    if model is not None:
+        report["model"] = model_report(
+            model, profile, device=device, backend=backend, precision=precision, options=_options(threads)
+        )
+    if as_json:
+        _emit_json(report)
+        return
+    render_device(out, report)
+    if model is None:
+        out.print(f"bundled models: {', '.join(report['bundled_models'])} (default: {models.DEFAULT})")
+    else:
+        render_model(out, report["model"])
+
+
+@cli.command()
+@click.argument("model")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    required=True,
+    metavar="[NAME=]FILE",
+    help=".npy/.npz arrays, or images (preprocessed as the model card or --preprocess says). "
+    "Repeat for more inputs or more images.",
+)
+@click.option(
+    "--preprocess",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSON preprocessing spec for image inputs.",
+)
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Values shown per sample.")
+@_backend_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def run(
+    model: str,
+    inputs: tuple[str, ...],
+    preprocess: Path | None,
+    top: int,
+    device: str,
+    backend: str,
+    precision: str,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    """Run MODEL (.onnx file or bundled name) once and print output shapes and top values."""
+    from .feeds_io import feeds_from_files, parse_preprocess, summarize_outputs
+    from .report import render_plan, render_run
+    from .session import load
+
+    with load(model, device=device, backend=backend, precision=precision, **_options(threads)) as session:
+        spec = parse_preprocess(preprocess, session.card.preprocessing if session.card else None)
+        feeds = feeds_from_files(session.inputs, list(inputs), spec)
+        outputs = session.run(feeds)
+        labels = session.card.labels if session.card else []
+        report: dict[str, Any] = {
+            "model": str(session.model.path),
+            "backend": session.backend,
+            "plan": session.plan.to_dict(),
+            "inputs": {name: list(array.shape) for name, array in feeds.items()},
+            "outputs": summarize_outputs(outputs, top, labels),
+        }
+    if as_json:
+        _emit_json(report)
+        return
+    render_plan(out, report["plan"])
+    render_run(out, report)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("-b", "--batch", type=click.IntRange(min=1), default=None, help="Batch size (default 1).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
+@click.option(
+    "-n", "--iterations", type=click.IntRange(min=1), default=None, help="Timed calls (default 200; 1 with --duration)."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Keep measuring for at least this many seconds.",
+)
+@click.option(
+    "--deadline-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Real-time budget per call; pass when p99 <= it (default: the device's).",
+)
+@click.option("--shape", multiple=True, metavar="NAME=1x3x224x224", help="Shape of an input with free dimensions.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON here.")
+@click.option("--fail-on-miss", is_flag=True, help="Exit with code 3 when the deadline is missed.")
+@_backend_options
+def bench(
+    model: str | None,
+    batch: int | None,
+    warmup: int,
+    iterations: int | None,
+    duration: float,
+    deadline_ms: float | None,
+    shape: tuple[str, ...],
+    seed: int,
+    json_path: Path | None,
+    fail_on_miss: bool,
+    device: str,
+    backend: str,
+    precision: str,
+    threads: int | None,
+) -> None:
+    """Measure MODEL's latency (min/mean/p50/p90/p95/p99/max), throughput and real-time verdict.
+
+    MODEL is an .onnx file or a bundled model name; without it, the bundled default model.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import models
+    from .bench import benchmark
+    from .report import render_bench
+    from .session import current_device, load
+    from .specs import parse_shape_override
+
+    shapes = dict(parse_shape_override(s) for s in shape) if shape else None
+    count = iterations if iterations is not None else (1 if duration > 0 else 200)
+    profile = current_device()
+    with load(model or models.DEFAULT, device=device, backend=backend, precision=precision, **_options(threads)) as s:
+        progress = Progress(
+            TextColumn("[bold]bench[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        )
+        with progress:
+            task = progress.add_task(s.card.name if s.card else s.model.path.name, total=count)
+            result = benchmark(
+                s,
+                profile,
+                batch=batch,
+                shapes=shapes,
+                warmup=warmup,
+                iterations=count,
+                duration_s=duration,
+                deadline_ms=deadline_ms,
+                seed=seed,
+                progress=lambda done: progress.update(task, completed=done, total=max(count, done)),
+            )
+    render_bench(out, result)
+    if json_path is not None:
+        _emit_json(result.to_dict(), json_path)
+        out.print(f"report written to {json_path}")
+    if fail_on_miss and not result.meets_deadline:
+        raise SystemExit(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one-line errors, tracebacks only with ``--debug``."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        result = cli.main(args=args, prog_name="edgerun", standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except EdgerunError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        err.print(
+            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The one exception family edgerun raises.
+
+Every error names what it is about (a file, a tensor, an option) and what was expected versus
+what was found, so that an app or the CLI can show one line and the user knows what to fix.
+Subclasses also derive from the matching builtin (``FileNotFoundError``, ``ValueError``, ...)
+so that generic handlers in user code keep working.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class EdgerunError(Exception):
+    """Base of every error edgerun raises on purpose."""
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+class ModelError(EdgerunError):
+    """A model file cannot be used: missing, not ONNX, corrupt, unsafe or unsupported."""
+
+    def __init__(self, path: str | PathLike[str] | None, problem: str) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """The model path does not exist."""
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        ModelError.__init__(self, path, "model file not found")
+
+
+class UnknownModelError(ModelError, KeyError):
+    """A name that is neither an existing path nor a bundled model."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        ModelError.__init__(
+            self,
+            None,
+            f"unknown model {name!r}: not a file, and not a bundled model (bundled: {', '.join(known)})",
+        )
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.problem
+
+
+class UnsupportedModelError(ModelError):
+    """A well-formed ONNX model that the chosen backend cannot run (operator, opset, type)."""
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+class InputError(EdgerunError, ValueError):
+    """Feeds that do not match the model's inputs, or input data that cannot be read."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tensor: str | None = None,
+        expected: str | None = None,
+        got: str | None = None,
+    ) -> None:
+        self.tensor = tensor
+        self.expected = expected
+        self.got = got
+        super().__init__(message)
+
+
+class ImageError(InputError):
+    """An image file that OpenCV cannot decode, or that does not fit the preprocessing."""
+
+    def __init__(self, path: str | PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {problem}")
+
+
+# --- configuration and backends ---------------------------------------------------------------
+
+
+class ConfigError(EdgerunError, ValueError):
+    """An unknown or invalid option value (backend, device, precision, option name)."""
+
+
+class BackendUnavailableError(EdgerunError):
+    """The requested backend or device cannot be used on this machine; says why."""
+
+
+class UnsupportedPrecisionError(BackendUnavailableError):
+    """The requested precision cannot be run by the chosen backend on this device."""
+
+
+class BackendError(EdgerunError):
+    """The backend failed while running a model that it had accepted."""
+
+
+class SessionClosedError(EdgerunError):
+    """A call on a session after ``close()``."""

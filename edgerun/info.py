@@ -1,0 +1,87 @@
+"""What ``edgerun info`` reports, as plain data: device, backends, and a model's plan.
+
+The plan shown for a model is the one `load()` would choose, made by the same planner,
+without opening a backend.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import __version__
+from .backends.base import registered
+from .defaults import DeviceDefaults
+from .device import DeviceProfile
+from .errors import EdgerunError
+
+
+def device_report(profile: DeviceProfile) -> dict[str, Any]:
+    """The device profile, its defaults and every registered backend's availability here."""
+    defaults = DeviceDefaults.for_profile(profile)
+    backends = []
+    for entry in registered().values():
+        availability = entry.probe(profile, "auto")
+        backends.append(
+            {
+                "name": entry.name,
+                "available": availability.available,
+                "version": availability.version,
+                "targets": list(availability.targets),
+                "detail": availability.reason,
+            }
+        )
+    return {
+        "edgerun": __version__,
+        "device": profile.to_dict(),
+        "defaults": {
+            "backend_order": list(defaults.backend_order),
+            "threads": defaults.threads,
+            "threads_reason": defaults.threads_reason,
+            "deadline_ms": defaults.deadline_ms,
+        },
+        "backends": backends,
+    }
+
+
+def model_report(
+    model: str | os.PathLike[str],
+    profile: DeviceProfile,
+    *,
+    device: str = "auto",
+    backend: str = "auto",
+    precision: str = "auto",
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A model's file facts, I/O specs, card (if bundled) and the plan ``load()`` would make."""
+    from . import models
+    from .model import ModelFile
+    from .plan import make_plan
+
+    path, card = models.resolve(model)
+    model_file = ModelFile.open(path)
+    report: dict[str, Any] = {
+        "path": str(model_file.path),
+        "size_bytes": model_file.size_bytes,
+        "sha256": model_file.sha256,
+        "ir_version": model_file.ir_version,
+        "opset": model_file.opset,
+        "opsets": model_file.opsets,
+        "producer": model_file.producer,
+        "precision": model_file.precision,
+        "inputs": [_spec_dict(s) for s in model_file.inputs],
+        "outputs": [_spec_dict(s) for s in model_file.outputs],
+        "card": card.to_dict() if card else None,
+    }
+    try:
+        plan = make_plan(model_file, profile, device=device, backend=backend, precision=precision, options=options)
+        report["plan"] = plan.to_dict()
+        report["plan_error"] = None
+    except EdgerunError as exc:  # the model is fine; say why it cannot run here
+        report["plan"] = None
+        report["plan_error"] = str(exc)
+    return report
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype.name}

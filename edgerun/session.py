@@ -1,0 +1,133 @@
+"""`Session`: one loaded model on one backend, and `load()`, which makes it.
+
+``load`` is the whole pipeline an embedded app calls: resolve the model (a path or a bundled
+name), validate and describe it (`ModelFile`), detect the device, plan (`make_plan`) and
+open the chosen backend. The session validates feeds and delegates to the backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .errors import BackendUnavailableError, SessionClosedError
+from .feeds import FeedValidator
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .backends.base import Backend
+    from .device import DeviceProfile
+    from .model import ModelFile
+    from .models import ModelCard
+    from .plan import Plan
+    from .specs import TensorSpec
+
+
+class Session:
+    """A model ready to run: ``session.run(feeds)`` or ``session(feeds)``.
+
+    ``run`` may be called from several threads at once, and the arrays it returns are new
+    on every call: a later call never overwrites them.
+    """
+
+    def __init__(self, model: ModelFile, plan: Plan, backend: Backend, card: ModelCard | None = None) -> None:
+        self.model = model
+        self.plan = plan
+        self.card = card
+        self._backend: Backend | None = backend
+        self._validate = FeedValidator(model.inputs, model.path.name)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.model.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.model.outputs
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend running the model, e.g. ``onnxruntime``."""
+        return self.plan.backend
+
+    @property
+    def closed(self) -> bool:
+        return self._backend is None
+
+    def run(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run the model on ``feeds`` (a dict name -> array, or one array for a one-input model)."""
+        backend = self._backend
+        if backend is None:
+            raise SessionClosedError(f"session for {self.model.path.name} is closed")
+        return backend.run(self._validate(feeds))
+
+    __call__ = run
+
+    def close(self) -> None:
+        """Release the backend; further calls raise `SessionClosedError`. Idempotent."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.plan.backend} on {self.plan.device}"
+        return f"<edgerun.Session {self.model.path.name} ({state})>"
+
+
+@cache
+def _live_profile() -> DeviceProfile:
+    from .device import DeviceProfile
+
+    return DeviceProfile.detect()
+
+
+def current_device() -> DeviceProfile:
+    """The profile of the device this process runs on (detected once, then cached)."""
+    return _live_profile()
+
+
+def load(
+    model: str | os.PathLike[str],
+    *,
+    device: str | DeviceProfile = "auto",
+    backend: str = "auto",
+    precision: str = "auto",
+    **options: Any,
+) -> Session:
+    """Load an ONNX model (a path or a bundled model name) on the best backend for this device.
+
+    ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, or a `DeviceProfile` to plan for
+    (tests, or overriding detection). ``backend`` is ``auto`` or a registered backend name.
+    ``precision`` is ``auto`` (the model's stored precision) or ``fp32``/``fp16``/``bf16``/``int8``.
+    ``options`` are backend options such as ``threads``; unknown ones are rejected.
+    """
+    from . import models
+    from .backends.base import registered
+    from .device import DeviceProfile
+    from .model import ModelFile
+    from .plan import make_plan
+
+    path, card = models.resolve(model)
+    model_file = ModelFile.open(Path(path))
+    if isinstance(device, DeviceProfile):
+        profile, device_request = device, "auto"
+    else:
+        profile, device_request = current_device(), device
+    plan = make_plan(model_file, profile, device=device_request, backend=backend, precision=precision, options=options)
+    opener = registered()[plan.backend].opener
+    if opener is None:  # the planner only picks available backends; a probe that lies ends here
+        raise BackendUnavailableError(f"backend {plan.backend} cannot open models in this edgerun release")
+    return Session(model_file, plan, opener(model_file, plan), card)
