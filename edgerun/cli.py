@@ -49,7 +49,7 @@ def _backend_options(command: Any) -> Any:
 
 
 @click.group(context_settings=_CONTEXT)
-@click.version_option(__version__, prog_name="edgerun")
+@click.version_option(__version__, prog_name="edgerun", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what edgerun decides.")
 @click.option("--debug", is_flag=True, help="Debug logging and full tracebacks on errors.")
 def cli(verbose: bool, debug: bool) -> None:

@@ -71,6 +71,7 @@ class ModelFile:
         _check_is_regular_nonempty_file(path)
         proto = _parse(path)
         external = _external_data_files(proto, path)
+        _check_structure(proto, path, has_external_data=bool(external))
         inputs, outputs = _io_specs(proto.graph, path)
         return cls(
             path=path,
@@ -117,11 +118,21 @@ def _parse(path: Path) -> ModelProto:
             "not a valid ONNX model (no IR version, opset or graph nodes); "
             "the file may be truncated or of another type",
         )
+    return proto
+
+
+def _check_structure(proto: ModelProto, path: Path, has_external_data: bool) -> None:
+    """ONNX's own checker: operators known to their opset, graph well formed.
+
+    With external data the checker must get the path, so it resolves weight files from the
+    model's folder (only after edgerun has checked that they stay inside it).
+    """
+    import onnx
+
     try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(str(path) if has_external_data else proto)
     except onnx.checker.ValidationError as exc:
         raise ModelError(path, f"invalid ONNX model: {_first_line(exc)}") from exc
-    return proto
 
 
 def _first_line(exc: BaseException) -> str:
