@@ -100,14 +100,14 @@ def make_plan(
             return _plan_for(entry, availability, model, profile, defaults, device, precision, options, skipped)
         if backend != "auto":
             error = UnsupportedPrecisionError if problem.startswith("precision") else BackendUnavailableError
-            raise error(f"backend {name} cannot run {model.path.name} here: {problem}")
+            raise error(f"backend {name} cannot run {model.path} here: {problem}")
         skipped.append((entry, problem))
     details = "; ".join(f"{entry.name}: {why}" for entry, why in skipped)
     if precision != "auto":
         raise UnsupportedPrecisionError(
-            f"no backend can run {model.path.name} at precision {precision} here ({details})"
+            f"no backend can run {model.path} at precision {precision} here ({details})"
         )
-    raise BackendUnavailableError(f"no backend can run {model.path.name} on this device ({details})")
+    raise BackendUnavailableError(f"no backend can run {model.path} on this device ({details})")
 
 
 def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:

@@ -40,7 +40,9 @@ class Session:
         self.plan = plan
         self.card = card
         self._backend: Backend | None = backend
-        self._validate = FeedValidator(model.inputs, model.path.name)
+        self.label = card.name if card else model.path.name
+        """How messages name this model: the bundled name, else the file name."""
+        self._validate = FeedValidator(model.inputs, self.label)
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -63,7 +65,7 @@ class Session:
         """Run the model on ``feeds`` (a dict name -> array, or one array for a one-input model)."""
         backend = self._backend
         if backend is None:
-            raise SessionClosedError(f"session for {self.model.path.name} is closed")
+            raise SessionClosedError(f"session for {self.label} is closed")
         return backend.run(self._validate(feeds))
 
     __call__ = run
@@ -84,7 +86,7 @@ class Session:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.plan.backend} on {self.plan.device}"
-        return f"<edgerun.Session {self.model.path.name} ({state})>"
+        return f"<edgerun.Session {self.label} ({state})>"
 
 
 @cache

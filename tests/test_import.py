@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import edgerun
 
 HEAVY = ("numpy", "onnx", "onnxruntime", "cv2", "rich", "click")
@@ -34,12 +36,8 @@ def test_lazy_attributes_resolve_and_list() -> None:
     assert "load" in dir(edgerun)
     for name in edgerun.__all__:
         assert getattr(edgerun, name) is not None
-    try:
+    with pytest.raises(AttributeError, match="not_a_thing"):
         edgerun.not_a_thing  # noqa: B018
-    except AttributeError as exc:
-        assert "not_a_thing" in str(exc)
-    else:
-        raise AssertionError("unknown attributes must raise AttributeError")
 
 
 def test_error_hierarchy() -> None:

@@ -42,7 +42,7 @@ def test_wrong_input_name(student: edgerun.Session) -> None:
 def test_missing_input(two_inputs: edgerun.Session) -> None:
     partial = feeds()
     del partial["b"]
-    with pytest.raises(edgerun.InputError, match="add.onnx: missing input 'b'") as info:
+    with pytest.raises(edgerun.InputError, match=r"add\.onnx: missing input 'b'") as info:
         two_inputs.run(partial)
     assert info.value.tensor == "b"
 
@@ -53,7 +53,7 @@ def test_extra_input(two_inputs: edgerun.Session) -> None:
 
 
 def test_single_array_for_multi_input_model(two_inputs: edgerun.Session) -> None:
-    with pytest.raises(edgerun.InputError, match="has 3 inputs .* pass a dict"):
+    with pytest.raises(edgerun.InputError, match=r"has 3 inputs .* pass a dict"):
         two_inputs.run(np.zeros((2, 4), np.float32))
 
 
@@ -78,7 +78,7 @@ def test_wrong_rank_shape_or_dtype(student: edgerun.Session, array: np.ndarray, 
     with pytest.raises(edgerun.InputError) as info:
         student.run(array)
     message = str(info.value)
-    assert message.startswith("model.onnx: input 'image' expects")
+    assert message.startswith("digits-student: input 'image' expects")
     assert expected in message
     assert got in message
     assert info.value.tensor == "image"

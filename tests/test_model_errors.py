@@ -18,7 +18,7 @@ from . import onnx_factory
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "student.onnx"
-    with pytest.raises(edgerun.ModelNotFoundError, match="student.onnx: model file not found") as info:
+    with pytest.raises(edgerun.ModelNotFoundError, match=r"student\.onnx: model file not found") as info:
         edgerun.load(missing)
     assert isinstance(info.value, FileNotFoundError)
     assert info.value.path == str(missing)
@@ -39,7 +39,7 @@ def test_empty_file_is_rejected(tmp_path: Path) -> None:
 def test_non_onnx_file_is_rejected(tmp_path: Path) -> None:
     image = tmp_path / "line.onnx"
     image.write_bytes((Path(__file__).parents[1] / "calibration/textlines/line_000.jpg").read_bytes())
-    with pytest.raises(edgerun.ModelError, match="line.onnx"):
+    with pytest.raises(edgerun.ModelError, match=r"line\.onnx"):
         edgerun.load(image)
 
 
@@ -48,7 +48,7 @@ def test_non_onnx_file_is_rejected(tmp_path: Path) -> None:
 def test_random_bytes_raise_model_error(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "random.onnx"
     path.write_bytes(data)
-    with pytest.raises(edgerun.ModelError, match="random.onnx"):
+    with pytest.raises(edgerun.ModelError, match=r"random\.onnx"):
         ModelFile.open(path)
 
 
@@ -59,7 +59,7 @@ def test_truncated_model_raises_edgerun_error(tmp_path: Path, student_path: Path
     cut = max(1, int(len(data) * fraction))
     path = tmp_path / "truncated.onnx"
     path.write_bytes(data[:cut])
-    with pytest.raises(edgerun.EdgerunError, match="truncated.onnx"):
+    with pytest.raises(edgerun.EdgerunError, match=r"truncated\.onnx"):
         edgerun.load(path)
 
 
@@ -72,7 +72,9 @@ def test_unknown_operator_in_default_domain(tmp_path: Path) -> None:
 def test_custom_domain_operator_onnxruntime_cannot_run(tmp_path: Path) -> None:
     model = onnx_factory.single_op("Foo", domain="acme.ops", extra_domains=("acme.ops",))
     path = onnx_factory.save(model, tmp_path / "custom.onnx")
-    with pytest.raises(edgerun.UnsupportedModelError, match=r"custom\.onnx: onnxruntime cannot load it: .*acme\.ops:Foo"):
+    with pytest.raises(
+        edgerun.UnsupportedModelError, match=r"custom\.onnx: onnxruntime cannot load it: .*acme\.ops:Foo"
+    ):
         edgerun.load(path)
 
 
@@ -122,7 +124,7 @@ def test_external_data_inside_the_folder_loads_and_runs(tmp_path: Path) -> None:
 def test_missing_external_data_file(tmp_path: Path) -> None:
     path = onnx_factory.with_external_weight(tmp_path, "w.bin")
     (tmp_path / "w.bin").unlink()
-    with pytest.raises(edgerun.ModelError, match="external data file 'w.bin' of tensor 'W' is missing"):
+    with pytest.raises(edgerun.ModelError, match=r"external data file 'w\.bin' of tensor 'W' is missing"):
         edgerun.load(path)
 
 

@@ -42,7 +42,8 @@ def test_card_is_complete_and_licensed(name: str) -> None:
 def test_digits_accuracy_matches_the_cards() -> None:
     data = np.load(models.card("digits-student").folder / "digits-test.npz")
     images, labels = data["images"], data["labels"]
-    assert images.shape == (360, 1, 8, 8) and images.dtype == np.float32
+    assert images.shape == (360, 1, 8, 8)
+    assert images.dtype == np.float32
     assert np.bincount(labels).min() >= 35, "stratified split: every digit is present"
     for name in ("digits-teacher", "digits-student"):
         card = models.card(name)
@@ -55,7 +56,8 @@ def test_digits_accuracy_matches_the_cards() -> None:
 
 def test_student_is_a_real_distillation_of_the_teacher() -> None:
     teacher, student = models.card("digits-teacher"), models.card("digits-student")
-    assert teacher.accuracy is not None and student.accuracy is not None
+    assert teacher.accuracy is not None
+    assert student.accuracy is not None
     ratio = teacher.size["params"] / student.size["params"]
     assert 5 <= ratio <= 10, f"student should be 5-10x smaller, is {ratio:.1f}x"
     assert student.size["bytes"] < teacher.size["bytes"] / 5

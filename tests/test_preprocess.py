@@ -25,7 +25,8 @@ def test_stretch_rgb_normalised_nchw() -> None:
     bgr[:, :, 0] = 255  # blue
     spec = PreprocessSpec(height=4, width=6, color="rgb", mean=(0.5,), std=(0.5,))
     out = spec.apply(bgr)
-    assert out.shape == (3, 4, 6) and out.dtype == np.float32
+    assert out.shape == (3, 4, 6)
+    assert out.dtype == np.float32
     np.testing.assert_allclose(out[0], -1.0)  # red channel empty
     np.testing.assert_allclose(out[2], 1.0)  # blue channel full, moved last by BGR -> RGB
 
@@ -85,7 +86,8 @@ def test_any_image_gives_the_spec_shape_and_range(
     out = spec.apply(image)
     assert out.shape == spec.sample_shape
     assert out.dtype == np.float32
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() >= 0.0
+    assert out.max() <= 1.0
 
 
 @pytest.mark.parametrize(
@@ -115,20 +117,20 @@ def test_spec_round_trips_through_json(tmp_path: Path) -> None:
 
 
 def test_unreadable_images(tmp_path: Path) -> None:
-    with pytest.raises(edgerun.ImageError, match="missing.png: image file not found"):
+    with pytest.raises(edgerun.ImageError, match=r"missing\.png: image file not found"):
         load_image(tmp_path / "missing.png")
     (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(edgerun.ImageError, match="empty.png: image file is empty"):
+    with pytest.raises(edgerun.ImageError, match=r"empty\.png: image file is empty"):
         load_image(tmp_path / "empty.png")
     (tmp_path / "text.jpg").write_text("this is not a jpeg")
-    with pytest.raises(edgerun.ImageError, match="text.jpg: OpenCV cannot decode"):
+    with pytest.raises(edgerun.ImageError, match=r"text\.jpg: OpenCV cannot decode"):
         load_image(tmp_path / "text.jpg")
     with pytest.raises(edgerun.ImageError, match="is not a file"):
         load_image(tmp_path)
     good = write_image(tmp_path / "ok.png", np.zeros((5, 5, 3), np.uint8))
     truncated = tmp_path / "cut.png"
     truncated.write_bytes(good.read_bytes()[:20])
-    with pytest.raises(edgerun.ImageError, match="cut.png"):
+    with pytest.raises(edgerun.ImageError, match=r"cut\.png"):
         load_image(truncated)
 
 

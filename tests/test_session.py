@@ -88,7 +88,8 @@ def test_session_describes_itself(student: edgerun.Session) -> None:
     assert student.inputs[0].shape == ("batch", 1, 8, 8)
     assert student.inputs[0].dtype == np.float32
     assert [s.name for s in student.outputs] == ["logits"]
-    assert student.card is not None and student.card.name == "digits-student"
+    assert student.card is not None
+    assert student.card.name == "digits-student"
     assert "onnxruntime on cpu" in repr(student)
     plan = student.plan
     assert plan.targets[-1] == "CPUExecutionProvider"
@@ -105,7 +106,8 @@ def test_context_manager_closes(student_path: Path) -> None:
 
 def test_user_path_to_a_bundled_file_still_gets_its_card(student_path: Path) -> None:
     with edgerun.load(str(student_path)) as session:
-        assert session.card is not None and session.card.name == "digits-student"
+        assert session.card is not None
+        assert session.card.name == "digits-student"
 
 
 def test_fast_binding_path_is_active_and_matches_the_public_one(student_path: Path) -> None:
