@@ -127,9 +127,9 @@ class _Detector:
         arch = _arch(cpuinfo, self.is_live)
         common: dict[str, Any] = {
             "arch": arch,
-            "cpu": _cpu_name(cpuinfo, arch),
+            "cpu": _cpu_name(cpuinfo),
             "cores": self.cores(cpuinfo),
-            "memory_bytes": _memory_bytes(self.read("proc/meminfo")),
+            "memory_bytes": _memory_bytes(self.read("proc/meminfo"), self.is_live),
             "cpu_features": _cpu_features(cpuinfo),
             "versions": self.versions(),
         }
@@ -221,13 +221,13 @@ class _Detector:
         if text:
             try:
                 return str(json.loads(text)["cuda"]["version"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 pass
         match = re.search(r"CUDA Version\s+([\d.]+)", self.read("usr/local/cuda/version.txt") or "")
         if match:
             return match.group(1)
         header = self.read("usr/local/cuda/include/cuda_runtime_api.h") or ""
-        match = re.search(r"#define\s+CUDART_VERSION\s+(\d+)", header)
+        match = re.search(r"#define\s+CUDART_VERSION\s+(\d{1,9})\b", header)
         if match:
             number = int(match.group(1))
             return f"{number // 1000}.{number % 1000 // 10}"
@@ -244,24 +244,23 @@ def _arch(cpuinfo: str, is_live: bool) -> str:
     if is_live:
         return platform.machine()
     if re.search(r"^CPU implementer", cpuinfo, flags=re.MULTILINE):
-        return "aarch64"
-    return "x86_64" if re.search(r"^flags", cpuinfo, flags=re.MULTILINE) else platform.machine()
+        # ARMv8 boards running a 32-bit OS report architecture 7 like real ARMv7 parts.
+        return "aarch64" if _cpuinfo_field(cpuinfo, "CPU architecture") == "8" else "armv7l"
+    return "x86_64" if re.search(r"^flags", cpuinfo, flags=re.MULTILINE) else "unknown"
 
 
 def _cpuinfo_field(cpuinfo: str, key: str) -> str | None:
-    match = re.search(rf"^{re.escape(key)}\s*:\s*(.+)$", cpuinfo, flags=re.MULTILINE)
+    match = re.search(rf"^{re.escape(key)}[ \t]*:[ \t]*(\S.*)$", cpuinfo, flags=re.MULTILINE)
     return match.group(1).strip() if match else None
 
 
-def _cpu_name(cpuinfo: str, arch: str) -> str:
-    name = _cpuinfo_field(cpuinfo, "model name")
-    if name and arch != "aarch64":
-        return name
+def _cpu_name(cpuinfo: str) -> str:
+    """x86 reports a model name; Arm reports implementer and part numbers (the name, if any, is generic)."""
     implementer = (_cpuinfo_field(cpuinfo, "CPU implementer") or "").lower()
     part = (_cpuinfo_field(cpuinfo, "CPU part") or "").lower()
     if part:
         return _ARM_PARTS.get((implementer, part), f"Arm CPU part {part}")
-    return name or platform.processor() or arch
+    return _cpuinfo_field(cpuinfo, "model name") or "unknown"
 
 
 def _cpu_features(cpuinfo: str) -> tuple[str, ...]:
@@ -269,10 +268,12 @@ def _cpu_features(cpuinfo: str) -> tuple[str, ...]:
     return tuple(f for f in _INTERESTING_CPU_FLAGS if f in flags)
 
 
-def _memory_bytes(meminfo: str | None) -> int:
-    match = re.search(r"^MemTotal:\s*(\d+)\s*kB", meminfo or "", flags=re.MULTILINE)
+def _memory_bytes(meminfo: str | None, is_live: bool) -> int:
+    match = re.search(r"^MemTotal:[ \t]*(\d{1,15})[ \t]*kB", meminfo or "", flags=re.MULTILINE)
     if match:
         return int(match.group(1)) * 1024
+    if not is_live:
+        return 0
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):

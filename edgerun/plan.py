@@ -10,6 +10,7 @@ here with the list of valid ones; a backend asked for by name that cannot run ra
 from __future__ import annotations
 
 import logging
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,9 +86,9 @@ def make_plan(
     """Choose backend, targets, precision and threads for ``model`` on ``profile``."""
     options = dict(options or {})
     entries = registered()
-    device = _check_device(device, profile)
     _check_choice("backend", backend, ("auto", *entries))
     _check_choice("precision", precision, PRECISIONS)
+    device = _check_device(device, profile)
     defaults = DeviceDefaults.for_profile(profile)
     names = (backend,) if backend != "auto" else defaults.backend_order
 
@@ -97,16 +98,14 @@ def make_plan(
         availability = entry.probe(profile, device)
         problem = _problem(entry, availability, model, precision)
         if problem is None:
-            return _plan_for(entry, availability, model, profile, defaults, device, precision, options, skipped)
+            return _plan_for(entry, availability, model, profile, names, device, precision, options, skipped, defaults)
         if backend != "auto":
             error = UnsupportedPrecisionError if problem.startswith("precision") else BackendUnavailableError
             raise error(f"backend {name} cannot run {model.path} here: {problem}")
         skipped.append((entry, problem))
     details = "; ".join(f"{entry.name}: {why}" for entry, why in skipped)
     if precision != "auto":
-        raise UnsupportedPrecisionError(
-            f"no backend can run {model.path} at precision {precision} here ({details})"
-        )
+        raise UnsupportedPrecisionError(f"no backend can run {model.path} at precision {precision} here ({details})")
     raise BackendUnavailableError(f"no backend can run {model.path} on this device ({details})")
 
 
@@ -142,11 +141,12 @@ def _plan_for(
     availability: Availability,
     model: ModelFile,
     profile: DeviceProfile,
-    defaults: DeviceDefaults,
+    tried: tuple[str, ...],
     device: str,
     precision: str,
     options: dict[str, Any],
     skipped: list[tuple[BackendEntry, str]],
+    defaults: DeviceDefaults,
 ) -> Plan:
     known = {**COMMON_OPTIONS, **entry.options}
     unknown = sorted(set(options) - set(known))
@@ -155,24 +155,24 @@ def _plan_for(
             f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for backend {entry.name}; "
             f"known: {', '.join(sorted(known))}"
         )
-    threads = options.pop("threads", None)
-    if threads is None:
+    requested = options.pop("threads", None)
+    if requested is None:
         threads = defaults.threads
         thread_reason = defaults.threads_reason
     else:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"option threads must be an integer >= 1, got {threads!r}")
+        threads = _positive_int("threads", requested)
         thread_reason = f"{threads} thread{'s' if threads != 1 else ''} as requested"
     chosen_precision = entry.precisions(model)[0] if precision == "auto" else precision
     runs_on = "cuda:0" if any("CUDA" in t or "Tensorrt" in t for t in availability.targets) else "cpu"
     if device.startswith("cuda:"):
         runs_on = device
     fallbacks = tuple(_fallback_message(e, why, entry, runs_on) for e, why in skipped)
+    # Missing TensorRT is news on a GPU device; on a CPU board, or when the CPU was asked for, it is expected.
+    level = logging.WARNING if profile.has_nvidia_gpu and device != "cpu" else logging.INFO
     for message in fallbacks:
-        level = logging.WARNING if profile.has_nvidia_gpu else logging.INFO
         log_once(_log, level, message)
     reasons = (
-        f"device {profile.kind} ({profile.model}): backends tried in order {', '.join(defaults.backend_order)}",
+        f"device {profile.kind} ({profile.model}): backends tried in order {', '.join(tried)}",
         f"{entry.name}: {availability.reason}",
         f"precision {chosen_precision}: " + ("stored in the model" if precision == "auto" else "as requested"),
         f"threads: {thread_reason}",
@@ -189,6 +189,19 @@ def _plan_for(
         reasons=reasons,
         fallbacks=fallbacks,
     )
+
+
+def _positive_int(name: str, value: Any) -> int:
+    """An int >= 1 (numpy integers welcome); bools, floats and strings are refused."""
+    if isinstance(value, bool):
+        raise ConfigError(f"option {name} must be an integer >= 1, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"option {name} must be an integer >= 1, got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"option {name} must be an integer >= 1, got {value!r}")
+    return number
 
 
 def _fallback_message(skipped: BackendEntry, why: str, chosen: BackendEntry, runs_on: str) -> str:

@@ -101,7 +101,7 @@ class OnnxRuntimeBackend:
         # ORT logs its own errors to stderr; edgerun raises them as one clear exception instead.
         options.log_severity_level = 2 if logging.getLogger("edgerun").isEnabledFor(logging.DEBUG) else 4
         try:
-            self._session = ort.InferenceSession(str(model.path), options, providers=list(plan.targets))
+            self._session = ort.InferenceSession(str(model.path), options, providers=_providers(plan))
         except Exception as exc:  # ORT raises several unrelated pybind exception types
             raise UnsupportedModelError(model.path, f"onnxruntime cannot load it: {clean_ort_message(exc)}") from exc
         self.providers = tuple(self._session.get_providers())
@@ -151,6 +151,14 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self._local = threading.local()
+
+
+def _providers(plan: Plan) -> list[str | tuple[str, dict[str, Any]]]:
+    """The plan's execution providers, with the GPU index of ``cuda:N`` passed to the GPU ones."""
+    if not plan.device.startswith("cuda:"):
+        return list(plan.targets)
+    device_id = plan.device.split(":", 1)[1]
+    return [(t, {"device_id": device_id}) if t != "CPUExecutionProvider" else t for t in plan.targets]
 
 
 def _fast_iobinding_available(session: Any) -> bool:
