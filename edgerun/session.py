@@ -40,6 +40,7 @@ class Session:
         self.plan = plan
         self.card = card
         self._backend: Backend | None = backend
+        self._backend_run = backend.run
         self.label = card.name if card else model.path.name
         """How messages name this model: the bundled name, else the file name."""
         self._validate = FeedValidator(model.inputs, self.label)
@@ -63,18 +64,19 @@ class Session:
 
     def run(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run the model on ``feeds`` (a dict name -> array, or one array for a one-input model)."""
-        backend = self._backend
-        if backend is None:
-            raise SessionClosedError(f"session for {self.label} is closed")
-        return backend.run(self._validate(feeds))
+        return self._backend_run(self._validate(feeds))
 
     __call__ = run
 
     def close(self) -> None:
         """Release the backend; further calls raise `SessionClosedError`. Idempotent."""
         backend, self._backend = self._backend, None
+        self._backend_run = self._closed_run
         if backend is not None:
             backend.close()
+
+    def _closed_run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise SessionClosedError(f"session for {self.label} is closed")
 
     def __enter__(self) -> Session:
         return self

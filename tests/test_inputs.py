@@ -159,3 +159,33 @@ def test_closed_session_refuses_to_run(student_path: Path) -> None:
     assert session.closed
     with pytest.raises(edgerun.SessionClosedError, match="closed"):
         session.run(np.zeros((1, 1, 8, 8), np.float32))
+
+
+def test_repeat_calls_still_check_dtype_layout_and_shape(student: edgerun.Session) -> None:
+    """The one-array fast path (same shape as the last accepted call) must not let anything else through."""
+    good = np.zeros((2, 1, 8, 8), np.float32)
+    student.run(good)
+    student.run(good)
+    with pytest.raises(edgerun.InputError, match="dtype float32, got dtype float64"):
+        student.run(np.zeros((2, 1, 8, 8)))
+    with pytest.raises(edgerun.InputError, match="dtype float32, got dtype >f4"):
+        student.run(np.zeros((2, 1, 8, 8), ">f4"))
+    fortran = np.asfortranarray(np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32))
+    np.testing.assert_array_equal(student.run(fortran)["logits"], student.run(np.ascontiguousarray(fortran))["logits"])
+    with pytest.raises(edgerun.InputError, match="size 8 at axis 3"):
+        student.run(np.zeros((2, 1, 8, 9), np.float32))
+
+
+def test_repeat_calls_with_several_inputs_still_check_each(two_inputs: edgerun.Session) -> None:
+    two_inputs.run(feeds(2))
+    assert two_inputs.run(feeds(2))["y"].tolist() == [[3.0] * 4] * 2
+    bad = feeds(2)
+    bad["c"] = bad["c"].astype(np.int32)
+    with pytest.raises(edgerun.InputError, match="input 'c' expects dtype int64"):
+        two_inputs.run(bad)
+    mixed = feeds(2)
+    mixed["b"] = np.zeros((3, 4), np.float32)
+    with pytest.raises(edgerun.InputError, match="dimension 'batch' = 2"):
+        two_inputs.run(mixed)
+    with pytest.raises(edgerun.InputError, match="unknown input 'd'"):
+        two_inputs.run({**feeds(2), "d": np.zeros(1)})

@@ -110,19 +110,18 @@ def test_user_path_to_a_bundled_file_still_gets_its_card(student_path: Path) -> 
         assert session.card.name == "digits-student"
 
 
-def test_fast_binding_path_is_active_and_matches_the_public_one(student_path: Path) -> None:
+def test_direct_run_path_is_active_and_matches_the_public_one(student_path: Path) -> None:
     from edgerun.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     with edgerun.load(student_path) as session:
         backend = session._backend
         assert isinstance(backend, OnnxRuntimeBackend)
-        assert backend.uses_fast_binding, "this onnxruntime lost the low-level I/O binding: per-call cost went up"
+        assert backend.uses_direct_run, "this onnxruntime lost InferenceSession._sess.run: per-call cost went up"
         x = np.random.default_rng(5).random((3, 1, 8, 8), dtype=np.float32)
-        fast = session.run(x)["logits"]
-        backend._fast = False
-        backend._local = threading.local()
+        direct = session.run(x)["logits"]
+        backend._run = backend._session.run
         public = session.run(x)["logits"]
-    np.testing.assert_array_equal(fast, public)
+    np.testing.assert_array_equal(direct, public)
 
 
 def test_backend_failure_at_run_time_is_a_backend_error(tmp_path: Path) -> None:

@@ -1,17 +1,16 @@
 """ONNX Runtime backend: CPU execution provider everywhere, CUDA / TensorRT EPs with onnxruntime-gpu.
 
 The per-call path is kept lean because small students run in microseconds: feeds arrive
-validated, each thread reuses its own I/O binding (bindings are not thread-safe, sessions
-are), inputs are bound without copies, and outputs are allocated by ONNX Runtime and copied
-out once, so the arrays handed back belong to the caller. Measured against a raw
-``InferenceSession.run`` in ``benchmarks/overhead.py``.
+validated and go straight to ORT's compiled ``run``. Measured against I/O binding too: on
+these models binding each call cost more than it saved (an input bind copies, and outputs
+must be re-bound for every new batch size). ORT allocates new output arrays on every call,
+so the arrays handed back belong to the caller. See ``benchmarks/overhead.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Mapping
 from importlib import util
 from typing import TYPE_CHECKING, Any
@@ -83,7 +82,7 @@ def precisions(model: ModelFile) -> tuple[str, ...]:
 
 
 class OnnxRuntimeBackend:
-    """One ``onnxruntime.InferenceSession`` with per-thread I/O bindings."""
+    """One ``onnxruntime.InferenceSession``; ORT sessions are safe to run from several threads."""
 
     def __init__(self, model: ModelFile, plan: Plan) -> None:
         import onnxruntime as ort
@@ -101,56 +100,32 @@ class OnnxRuntimeBackend:
         # ORT logs its own errors to stderr; edgerun raises them as one clear exception instead.
         options.log_severity_level = 2 if logging.getLogger("edgerun").isEnabledFor(logging.DEBUG) else 4
         try:
-            self._session = ort.InferenceSession(str(model.path), options, providers=_providers(plan))
+            self._session: Any = ort.InferenceSession(str(model.path), options, providers=_providers(plan))
         except Exception as exc:  # ORT raises several unrelated pybind exception types
             raise UnsupportedModelError(model.path, f"onnxruntime cannot load it: {clean_ort_message(exc)}") from exc
         self.providers = tuple(self._session.get_providers())
         self._output_names = [o.name for o in self._session.get_outputs()]
-        self._local = threading.local()
-        self._fast = _fast_iobinding_available(self._session)
-        self._cpu = ort.OrtDevice.make("cpu", 0)._get_c_device() if self._fast else None
-
-    @property
-    def uses_fast_binding(self) -> bool:
-        """True when the low-level I/O binding path is in use (see `_fast_iobinding_available`)."""
-        return self._fast
-
-    def _binding(self) -> Any:
-        binding = getattr(self._local, "binding", None)
-        if binding is None:
-            if self._fast:
-                from onnxruntime.capi import _pybind_state
-
-                binding = _pybind_state.SessionIOBinding(self._session._sess)
-            else:
-                binding = self._session.io_binding()
-            self._local.binding = binding
-        return binding
+        direct = _direct_run(self._session)
+        self.uses_direct_run = direct is not None
+        """True when calls skip the Python wrapper of ``InferenceSession.run`` (see `_direct_run`)."""
+        self._run = direct or self._session.run  # both take (output_names, feeds, run_options)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self._session
-        binding = self._binding()
+        names = self._output_names
         try:
-            # Outputs are re-bound every call: ORT then allocates them for this call's shapes
-            # (a binding that kept the last call's buffers would reject a new batch size).
-            if self._fast:
-                for name, array in feeds.items():
-                    binding.bind_input(name, array)
-                for name in self._output_names:
-                    binding.bind_output(name, self._cpu)
-                session._sess.run_with_iobinding(binding, None)
-            else:
-                for name, array in feeds.items():
-                    binding.bind_cpu_input(name, array)
-                for name in self._output_names:
-                    binding.bind_output(name, "cpu")
-                session.run_with_iobinding(binding)
+            outputs = self._run(names, feeds, None)
         except Exception as exc:
             raise BackendError(f"onnxruntime failed running {self._model_path.name}: {clean_ort_message(exc)}") from exc
-        return dict(zip(self._output_names, binding.copy_outputs_to_cpu(), strict=True))
+        return dict(zip(names, outputs, strict=True))
 
     def close(self) -> None:
-        self._local = threading.local()
+        """Drop the ORT session (its memory goes when the last reference does)."""
+        self._run = _closed
+        self._session = None
+
+
+def _closed(*args: Any) -> None:
+    raise BackendError("the onnxruntime session is closed")
 
 
 def _providers(plan: Plan) -> list[str | tuple[str, dict[str, Any]]]:
@@ -161,24 +136,16 @@ def _providers(plan: Plan) -> list[str | tuple[str, dict[str, Any]]]:
     return [(t, {"device_id": device_id}) if t != "CPUExecutionProvider" else t for t in plan.targets]
 
 
-def _fast_iobinding_available(session: Any) -> bool:
-    """Whether ORT's low-level binding (about 2 us/call cheaper than the wrapper) is present.
+def _direct_run(session: Any) -> Any:
+    """ORT's compiled ``run`` behind the Python wrapper, or None if this ORT build lacks it.
 
-    It is ORT's private pybind layer, present since ORT 1.x; edgerun checks for it once and
-    uses the public ``IOBinding`` wrapper otherwise, so a future ORT release only gets slower.
+    The wrapper re-checks input names and output ownership that edgerun's `FeedValidator`
+    already checked; calling the compiled method saves 1-2 us per call, which is 5-10% of a
+    small student's whole inference (``benchmarks/overhead.py``). Outputs are new arrays on
+    every call either way. A future ORT without ``_sess`` only makes calls slower, not wrong.
     """
-    import onnxruntime as ort
-
-    try:
-        from onnxruntime.capi import _pybind_state
-    except ImportError:
-        return False
-    return (
-        hasattr(_pybind_state, "SessionIOBinding")
-        and hasattr(getattr(session, "_sess", None), "run_with_iobinding")
-        and hasattr(getattr(ort, "OrtDevice", None), "make")
-        and hasattr(ort.OrtDevice, "_get_c_device")
-    )
+    compiled = getattr(session, "_sess", None)
+    return getattr(compiled, "run", None)
 
 
 def open_backend(model: ModelFile, plan: Plan) -> OnnxRuntimeBackend:

@@ -1,0 +1,105 @@
+"""Helpers shared by the benchmark scripts: the compared cases, raw ORT sessions, machine facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model at one batch size, with the single input it is fed."""
+
+    model: str
+    input_name: str
+    shape: tuple[int, ...]
+
+    @property
+    def batch(self) -> int:
+        return self.shape[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} b{self.batch}"
+
+    def feed(self, seed: int = 0) -> np.ndarray:
+        return np.random.default_rng(seed).standard_normal(self.shape).astype(np.float32)
+
+
+TINY = "digits-student"
+DEFAULT = "ppocr-cls"
+
+# The comparisons of benchmarks/overhead.py and benchmarks/test_overhead.py.
+OVERHEAD_CASES = (
+    Case(TINY, "image", (1, 1, 8, 8)),
+    Case(DEFAULT, "x", (1, 3, 48, 192)),
+    Case(DEFAULT, "x", (8, 3, 48, 192)),
+)
+
+# Ratio targets edgerun/raw from the issue, per model.
+RATIO_TARGETS = {TINY: 1.00, DEFAULT: 1.02}
+IMPORT_TARGET_S = 0.3
+
+
+def raw_session(model: str, threads: int = 1) -> Any:
+    """A plain ``onnxruntime.InferenceSession`` with the thread settings edgerun uses."""
+    import onnxruntime as ort
+
+    import edgerun
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(edgerun.models.path(model)), options, providers=["CPUExecutionProvider"])
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "cpu": cpu,
+        "cores": usable_cores(),
+        "python": platform.python_version(),
+        "onnxruntime": version("onnxruntime"),
+        "numpy": version("numpy"),
+        "edgerun": version("edgerun"),
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def python_seconds(code: str) -> float:
+    """Wall time of a fresh ``python -c code`` (interpreter start included), in seconds."""
+    import time
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
