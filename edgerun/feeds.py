@@ -37,23 +37,25 @@ class FeedValidator:
         self._has_symbols = any(check[4] for check in self._checks)
         self._accepted: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...] = ()
         """Names, dtypes and shapes of the last feeds that passed the full check."""
+        self.accepted_array: tuple[tuple[int, ...], np.dtype[Any]] | None = None
+        """For a one-input model, the shape and dtype of the last accepted array: a C-contiguous
+        array with both needs no further check (`Session.run` uses this for its fastest path)."""
 
     def __call__(self, feeds: Any) -> dict[str, np.ndarray]:
         if type(feeds) is np.ndarray and self._single is not None:
-            accepted = self._accepted
-            if (
-                accepted
-                and feeds.shape == accepted[0][2]
-                and feeds.dtype == accepted[0][1]
-                and feeds.flags.c_contiguous
-            ):
-                return {self._single: feeds}
             feeds = {self._single: feeds}
-        elif type(feeds) is dict and self._same_as_accepted(feeds):
+        if type(feeds) is dict and self._same_as_accepted(feeds):
             return feeds
         checked = self._check(feeds)
         self._accepted = tuple((name, array.dtype, array.shape) for name, array in checked.items())
+        if self._single is not None:
+            self.accepted_array = (self._accepted[0][2], self._accepted[0][1])
         return checked
+
+    def forget(self) -> None:
+        """Drop the remembered feeds, so the next call gets the full check."""
+        self._accepted = ()
+        self.accepted_array = None
 
     def _same_as_accepted(self, feeds: dict[Any, Any]) -> bool:
         """Fast path for repeat calls: the same names, dtypes and shapes as last time, contiguous.

@@ -31,6 +31,10 @@ class Backend(Protocol):
         """Run once; the returned arrays are new and owned by the caller."""
         ...
 
+    def run_single(self, array: np.ndarray) -> dict[str, np.ndarray]:
+        """`run` for a one-input model given its validated array: the per-call hot path."""
+        ...
+
     def close(self) -> None:
         """Release the runtime's resources; idempotent."""
         ...
