@@ -82,6 +82,10 @@ class ImageError(InputError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class CalibrationError(InputError):
+    """Calibration data that is missing, empty, unreadable or does not fit the model."""
+
+
 # --- configuration and backends ---------------------------------------------------------------
 
 
@@ -103,3 +107,11 @@ class BackendError(EdgerunError):
 
 class SessionClosedError(EdgerunError):
     """A call on a session after ``close()``."""
+
+
+class ConversionError(EdgerunError):
+    """A precision conversion (INT8 quantization, FP16) that cannot be done or produced nothing."""
+
+
+class ThresholdError(EdgerunError):
+    """A comparison or benchmark gate (accuracy drop, cosine, deadline) was violated."""

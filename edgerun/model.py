@@ -140,7 +140,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _graph_tensors(graph: GraphProto) -> Iterator[TensorProto]:
+def graph_tensors(graph: GraphProto) -> Iterator[TensorProto]:
     """Initializers and constant tensors of a graph and of its subgraphs (If, Loop, Scan)."""
     from onnx import AttributeProto
 
@@ -152,10 +152,10 @@ def _graph_tensors(graph: GraphProto) -> Iterator[TensorProto]:
             elif attr.type == AttributeProto.TENSORS:
                 yield from attr.tensors
             elif attr.type == AttributeProto.GRAPH:
-                yield from _graph_tensors(attr.g)
+                yield from graph_tensors(attr.g)
             elif attr.type == AttributeProto.GRAPHS:
                 for sub in attr.graphs:
-                    yield from _graph_tensors(sub)
+                    yield from graph_tensors(sub)
 
 
 def _external_data_files(proto: ModelProto, path: Path) -> list[Path]:
@@ -165,7 +165,7 @@ def _external_data_files(proto: ModelProto, path: Path) -> list[Path]:
 
     folder = path.parent.resolve()
     files: dict[Path, None] = {}
-    for tensor in _graph_tensors(proto.graph):
+    for tensor in graph_tensors(proto.graph):
         if tensor.data_location != TensorProto.EXTERNAL:
             continue
         location = ExternalDataInfo(tensor).location
@@ -234,7 +234,7 @@ def _stored_precision(graph: GraphProto) -> str:
         return "int8"
     names: dict[int, str] = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
     counts: Counter[str] = Counter()
-    for tensor in _graph_tensors(graph):
+    for tensor in graph_tensors(graph):
         if tensor.data_type in names:
             counts[names[tensor.data_type]] += int(np.prod(tensor.dims, dtype=np.int64))
     return counts.most_common(1)[0][0] if counts else "fp32"

@@ -47,6 +47,8 @@ class Plan:
     reasons: tuple[str, ...] = ()
     fallbacks: tuple[str, ...] = ()
     """Each preferred choice that was not possible, with the reason: never silent."""
+    artifact: str | None = None
+    """The converted model that runs when ``precision`` differs from the stored one."""
 
     def describe(self) -> str:
         """A few lines for terminals and logs."""
@@ -71,6 +73,7 @@ class Plan:
             "options": dict(self.options),
             "reasons": list(self.reasons),
             "fallbacks": list(self.fallbacks),
+            "artifact": self.artifact,
         }
 
 
@@ -174,7 +177,14 @@ def _plan_for(
     reasons = (
         f"device {profile.kind} ({profile.model}): backends tried in order {', '.join(tried)}",
         f"{entry.name}: {availability.reason}",
-        f"precision {chosen_precision}: " + ("stored in the model" if precision == "auto" else "as requested"),
+        f"precision {chosen_precision}: "
+        + (
+            "stored in the model"
+            if precision == "auto"
+            else "as requested (stored in the model)"
+            if chosen_precision == model.precision
+            else f"as requested, from the {model.precision} model by conversion"
+        ),
         f"threads: {thread_reason}",
     )
     return Plan(

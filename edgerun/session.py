@@ -130,13 +130,20 @@ def load(
     (tests, or overriding detection). ``backend`` is ``auto`` or a registered backend name.
     ``precision`` is ``auto`` (the model's stored precision) or ``fp32``/``fp16``/``bf16``/``int8``.
     ``options`` are backend options such as ``threads``; unknown ones are rejected.
+    A precision other than the stored one runs a converted model (`edgerun.artifacts`), built
+    once and cached: ``calibration=`` gives INT8 its calibration data (bundled models carry
+    theirs) and ``quantization=`` a `QuantizeOptions`.
     """
+    from dataclasses import replace
+
     from . import models
     from .backends.base import registered
     from .device import DeviceProfile
     from .model import ModelFile
     from .plan import make_plan
 
+    calibration = options.pop("calibration", None)
+    quantization = options.pop("quantization", None)
     path, card = models.resolve(model)
     model_file = ModelFile.open(Path(path))
     if isinstance(device, DeviceProfile):
@@ -147,4 +154,12 @@ def load(
     opener = registered()[plan.backend].opener
     if opener is None:  # the planner only picks available backends; a probe that lies ends here
         raise BackendUnavailableError(f"backend {plan.backend} cannot open models in this edgerun release")
+    if plan.precision != model_file.precision:
+        from .artifacts import precision_artifact
+
+        artifact = precision_artifact(
+            model_file, plan.precision, card=card, calibration=calibration, quantization=quantization
+        )
+        model_file = ModelFile.open(artifact.path)
+        plan = replace(plan, artifact=str(artifact.path), reasons=(*plan.reasons, f"model: {artifact.detail}"))
     return Session(model_file, plan, opener(model_file, plan), card)

@@ -7,8 +7,9 @@ student (about 1/9 of the teacher's parameters) is trained with knowledge distil
 teacher, and a same-sized student trained without the teacher is measured for comparison.
 
 Writes ``edgerun/models/digits-{teacher,student}/model.onnx``, their measured figures into
-each ``card.json``, and the held-out test split to ``digits-student/digits-test.npz`` (the
-tests re-measure the cards' accuracy from it, so the figures cannot drift from the files).
+each ``card.json``, the held-out test split to ``digits-student/digits-test.npz`` (the
+tests re-measure the cards' accuracy from it, so the figures cannot drift from the files),
+and 256 training images to ``digits-student/digits-calib.npz`` for INT8 calibration.
 
 Needs the maintainer tools (not edgerun's dependencies):
     pip install torch==2.13.0 scikit-learn
@@ -38,6 +39,7 @@ ALPHA = 0.7  # weight of the distillation term
 EPOCHS = 60
 BATCH = 64
 SWEEP_SEEDS = (1, 2, 3, 4, 5)
+CALIBRATION_SAMPLES = 256
 
 
 class Teacher(nn.Module):
@@ -83,12 +85,19 @@ class Student(nn.Module):
         return self.head(self.features(x))
 
 
-def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]  # N x 1 x 8 x 8 in [0, 1]
     index = np.arange(len(images))
     train_idx, test_idx = train_test_split(index, test_size=0.2, stratify=digits.target, random_state=SEED)
-    return images[train_idx], digits.target[train_idx], images[test_idx], digits.target[test_idx], test_idx
+    return (
+        images[train_idx],
+        digits.target[train_idx],
+        images[test_idx],
+        digits.target[test_idx],
+        test_idx,
+        train_idx,
+    )
 
 
 def shift_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -169,11 +178,23 @@ def update_card(folder: Path, size: dict[str, object], accuracy: dict[str, objec
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
+def write_calibration_split(x_train: np.ndarray, y_train: np.ndarray, train_idx: np.ndarray) -> None:
+    """256 training images (never test images) that INT8 calibration of the digits models uses."""
+    chosen = np.sort(np.random.default_rng(SEED).choice(len(x_train), size=CALIBRATION_SAMPLES, replace=False))
+    np.savez_compressed(
+        MODELS / "digits-student" / "digits-calib.npz",
+        images=x_train[chosen],
+        labels=y_train[chosen].astype(np.int64),
+        index=train_idx[chosen].astype(np.int64),
+    )
+
+
 def main() -> None:
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    x_train, y_train, x_test, y_test, test_idx = data()
+    x_train, y_train, x_test, y_test, test_idx, train_idx = data()
+    write_calibration_split(x_train, y_train, train_idx)
 
     teacher = Teacher()
     train(teacher, x_train, y_train, None, distill=False)

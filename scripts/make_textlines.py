@@ -5,7 +5,9 @@ renders them: 120 upright lines of words, numbers and prices with OpenCV's built
 fonts, random sizes, stroke widths, ink and paper shades and a little blur and noise,
 written to ``calibration/textlines/`` (fixed seed). The evaluation feeds every line upright
 (label ``0``) and turned by 180 degrees (label ``180``), and writes the measured accuracy into
-``edgerun/models/ppocr-cls/card.json``; ``tests/test_models.py`` re-measures it.
+``edgerun/models/ppocr-cls/card.json``; ``tests/test_models.py`` re-measures it. Another 32
+lines (seed 1, so disjoint) go to ``edgerun/models/ppocr-cls/calibration/``: the model's own
+INT8 calibration set, shipped in the package.
 
     python scripts/make_textlines.py
 """
@@ -30,6 +32,10 @@ from edgerun.evaluate import classification_accuracy, text_direction_set  # noqa
 OUT = ROOT / "calibration" / "textlines"
 COUNT = 120
 SEED = 0
+# A disjoint set (another seed) ships inside the package: ppocr-cls's own INT8 calibration data.
+PACKAGED = ROOT / "edgerun" / "models" / "ppocr-cls" / "calibration"
+PACKAGED_COUNT = 32
+PACKAGED_SEED = 1
 WORDS = (
     "total amount date invoice order number street camera stream latency frame model edge device "
     "runtime tensor student teacher quick brown fox jumps over lazy dog receipt price station exit "
@@ -77,15 +83,20 @@ def render(rng: random.Random) -> np.ndarray:
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
-def main() -> None:
-    rng = random.Random(SEED)
-    if OUT.exists():
-        for old in [*OUT.glob("*.png"), *OUT.glob("*.jpg")]:
+def write_set(folder: Path, count: int, seed: int) -> None:
+    rng = random.Random(seed)
+    if folder.exists():
+        for old in [*folder.glob("*.png"), *folder.glob("*.jpg")]:
             old.unlink()
-    OUT.mkdir(parents=True, exist_ok=True)
-    for i in range(COUNT):
-        cv2.imwrite(str(OUT / f"line_{i:03d}.jpg"), render(rng), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"line_{i:03d}.jpg"), render(rng), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def main() -> None:
+    write_set(OUT, COUNT, SEED)
     shutil.copyfile(ROOT / "LICENSE", OUT / "LICENSE")
+    write_set(PACKAGED, PACKAGED_COUNT, PACKAGED_SEED)
     session = edgerun.load("ppocr-cls")
     assert session.card is not None
     spec = edgerun.PreprocessSpec.from_dict(session.card.preprocessing)

@@ -27,3 +27,18 @@ def default_path() -> Path:
 def student(student_path: Path) -> Iterator[edgerun.Session]:
     with edgerun.load(student_path) as session:
         yield session
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Converted models and calibration ranges go to a fresh folder, never the user's cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("edgerun-cache")
+    previous = os.environ.get("EDGERUN_CACHE_DIR")
+    os.environ["EDGERUN_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["EDGERUN_CACHE_DIR"]
+    else:
+        os.environ["EDGERUN_CACHE_DIR"] = previous

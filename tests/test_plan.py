@@ -123,7 +123,7 @@ def test_requested_threads_override_the_default(threads: int, text: str) -> None
 def test_requested_precision_is_recorded_as_requested() -> None:
     plan = make_plan(student(), profile("rpi4"), precision="fp32")
     assert plan.precision == "fp32"
-    assert "precision fp32: as requested" in plan.reasons
+    assert "precision fp32: as requested (stored in the model)" in plan.reasons
 
 
 def test_named_backend_is_tried_alone_without_fallback() -> None:
@@ -215,13 +215,21 @@ def test_cuda_on_a_gpu_device_without_a_cuda_onnxruntime_raises(name: str) -> No
     assert "onnxruntime: this onnxruntime build has no CUDA execution provider (install onnxruntime-gpu)" in message
 
 
-@pytest.mark.parametrize("precision", ["fp16", "bf16", "int8"])
 @pytest.mark.parametrize("backend", ["auto", "onnxruntime"])
-def test_other_precision_than_stored_raises_unsupported_precision(precision: str, backend: str) -> None:
+def test_a_precision_edgerun_cannot_convert_to_raises_unsupported_precision(backend: str) -> None:
     with pytest.raises(edgerun.UnsupportedPrecisionError) as info:
-        make_plan(student(), profile("jetson-orin"), backend=backend, precision=precision)
+        make_plan(student(), profile("jetson-orin"), backend=backend, precision="bf16")
     assert isinstance(info.value, edgerun.BackendUnavailableError)
-    assert f"precision {precision} is not possible for this fp32 model (possible: fp32)" in str(info.value)
+    assert "precision bf16 is not possible for this fp32 model (possible: fp32, int8, fp16)" in str(info.value)
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_int8_and_fp16_of_an_fp32_model_are_planned_as_conversions(precision: str) -> None:
+    plan = make_plan(student(), profile("rpi4"), precision=precision)
+    assert plan.backend == "onnxruntime"
+    assert plan.precision == precision
+    assert f"precision {precision}: as requested, from the fp32 model by conversion" in plan.reasons
+    assert plan.artifact is None, "the planner only decides; load() builds the converted model"
 
 
 @pytest.mark.parametrize("threads", [0, -1, "2", True, False, 2.0, np.int8(0)])

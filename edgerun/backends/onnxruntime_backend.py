@@ -77,8 +77,12 @@ def probe(profile: DeviceProfile, device: str) -> Availability:
 
 
 def precisions(model: ModelFile) -> tuple[str, ...]:
-    """ONNX Runtime runs a model at the precision stored in it."""
-    return (model.precision,)
+    """ONNX Runtime runs the precision stored in a model; an fp32 model can be converted first.
+
+    The stored precision comes first (the default); ``int8`` and ``fp16`` are served by
+    converted models that `edgerun.artifacts` builds and caches.
+    """
+    return ("fp32", "int8", "fp16") if model.precision == "fp32" else (model.precision,)
 
 
 class OnnxRuntimeBackend:

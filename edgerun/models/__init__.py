@@ -42,6 +42,8 @@ class ModelCard:
     size: dict[str, Any] = field(default_factory=dict)
     """Parameters and bytes; for students, the ratio to their teacher."""
     notes: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+    """INT8 calibration data shipped with the model: ``source`` (relative to its folder), ``samples``."""
     folder: Path = Path()
 
     @property

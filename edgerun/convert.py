@@ -1,0 +1,116 @@
+"""FP16 conversion: FP16 weights and arithmetic, FP32 inputs and outputs, checked by running it.
+
+GPUs (TensorRT, ONNX Runtime CUDA) run FP16 at about twice FP32's rate; TensorRT 11 only
+builds FP16 engines from models whose weights are FP16 already. Inputs and outputs stay
+FP32 so that callers and preprocessing do not change. Operators whose FP16 results drift or
+overflow (exponentials, logarithms, powers, reductions over many elements) stay FP32 by
+default; ``block`` adds more.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cache import atomic_path
+from .errors import ConversionError, EdgerunError
+from .model import ModelFile, graph_tensors
+
+SENSITIVE_OPS = (
+    "Exp",
+    "Log",
+    "Pow",
+    "Reciprocal",
+    "Sqrt",
+    "Erf",
+    "Softplus",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceProd",
+    "ReduceSumSquare",
+    "ReduceLogSumExp",
+)
+"""Kept in FP32 unless the caller says otherwise: where FP16 overflows or loses most precision."""
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    output: Path
+    fp16_tensors: int
+    clamped_values: int
+    """Weights too small (or large) for FP16, clamped to its range by the converter."""
+    blocked_ops: tuple[str, ...]
+    max_abs_error: float | None
+    """Largest output difference to the FP32 model on seeded random inputs (None if not runnable)."""
+    validated_shapes: dict[str, list[int]] | None
+    seconds: float
+
+
+def convert_fp16(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    block: Sequence[str] = SENSITIVE_OPS,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+) -> ConvertResult:
+    """Write an FP16 version of ``model`` to ``output`` and check it against the FP32 model.
+
+    ``shapes`` gives concrete input shapes for models with free dimensions (the validation run
+    needs them); without them such a model is only loaded, not run.
+    """
+    import onnx
+    from onnxconverter_common import float16
+
+    started = time.perf_counter()
+    source = ModelFile.open(model)
+    if source.precision != "fp32":
+        raise ConversionError(
+            f"{source.path}: FP16 conversion starts from an fp32 model, this one is {source.precision}"
+        )
+    proto = onnx.load(str(source.path))
+    blocked = tuple(sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(block)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            converted = float16.convert_float_to_float16(proto, keep_io_types=True, op_block_list=list(blocked))
+        except Exception as exc:
+            raise ConversionError(f"{source.path}: FP16 conversion failed: {exc}") from exc
+    clamped = sum(1 for w in caught if "truncated" in str(w.message))
+    fp16_count = sum(1 for t in graph_tensors(converted.graph) if t.data_type == onnx.TensorProto.FLOAT16)
+    if fp16_count == 0:
+        raise ConversionError(f"{source.path}: FP16 conversion changed no weights (no float tensors to convert)")
+    output = Path(output)
+    with atomic_path(output) as temp:
+        onnx.save(converted, str(temp))
+        error, used = _validate(source, temp, shapes)
+    return ConvertResult(output, fp16_count, clamped, blocked, error, used, time.perf_counter() - started)
+
+
+def _validate(
+    source: ModelFile, candidate: Path, shapes: Mapping[str, Sequence[int]] | None
+) -> tuple[float | None, dict[str, list[int]] | None]:
+    """Load the converted model (fail = error) and, where shapes are known, compare it with FP32."""
+    from .bench import random_feeds
+    from .session import load
+
+    try:
+        converted = load(candidate, device="cpu")
+    except EdgerunError as exc:
+        raise ConversionError(f"{source.path}: the FP16 model does not load: {exc}") from exc
+    try:
+        feeds = random_feeds(source.inputs, None, shapes, seed=0)
+    except EdgerunError:
+        converted.close()
+        return None, None
+    with converted, load(source.path, device="cpu") as reference:
+        got, want = converted.run(feeds), reference.run(feeds)
+    error = max(float(np.max(np.abs(got[k].astype(np.float64) - want[k]))) if want[k].size else 0.0 for k in want)
+    if not np.isfinite(error):
+        raise ConversionError(f"{source.path}: the FP16 model produces non-finite outputs where FP32 does not")
+    return error, {k: list(v.shape) for k, v in feeds.items()}

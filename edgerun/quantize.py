@@ -1,0 +1,321 @@
+"""INT8 quantization to an explicit Q/DQ ONNX model, through ``onnxruntime.quantization``.
+
+TensorRT 10.1 deprecated and TensorRT 11 removed implicit INT8 calibration: precision now
+comes from the ONNX itself. One Q/DQ model with symmetric signed 8-bit activations and
+weights (zero points 0, what TensorRT requires) serves TensorRT on a Jetson and ONNX Runtime
+on a Raspberry Pi alike. Steps: refuse already-quantized models, raise opsets below 13 (so
+per-channel weights are possible), ORT's ``quant_pre_process`` (graph optimisation and ONNX
+shape inference; symbolic shape inference is skipped on purpose: it needs sympy and matters
+for transformer-style dynamic shapes, not for the CNNs this targets), calibrate (cached by
+model hash + data hash + method), quantize, count what was quantized, and warn loudly when
+nothing was. All temporary files live in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .cache import atomic_path, cache_dir, digest
+from .errors import ConfigError, ConversionError
+from .model import ModelFile
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .calibration import CalibrationData
+
+METHODS = ("minmax", "entropy", "percentile")
+MODES = ("static", "dynamic")
+MIN_QDQ_OPSET = 13
+_COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+_log = logging.getLogger("edgerun")
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """How to quantize: calibration method, per-channel weights, what to leave in float."""
+
+    method: str = "minmax"
+    per_channel: bool = False
+    exclude: tuple[str, ...] = ()
+    """Node names or operator types to keep in float (detector heads, say)."""
+    mode: str = "static"
+    force: bool = False
+    """Allow dynamic quantization of convolutional models (measured slower than FP32)."""
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown calibration method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown quantization mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "per_channel": self.per_channel,
+            "exclude": sorted(self.exclude),
+            "mode": self.mode,
+        }
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What a quantization produced and how much of the model it covered."""
+
+    output: Path
+    mode: str
+    qdq_nodes: int
+    quantized: dict[str, int]
+    """Compute operators (Conv, MatMul, ...) whose weights are now INT8, by type."""
+    float_ops: dict[str, int]
+    """Compute operators left in float, by type."""
+    excluded_nodes: tuple[str, ...]
+    calibration_cache: Path | None
+    calibration_cache_hit: bool
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def quantized_count(self) -> int:
+        return sum(self.quantized.values())
+
+
+def quantize(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    calibration: CalibrationData | None = None,
+    options: QuantizeOptions | None = None,
+    *,
+    cache: Path | None = None,
+) -> QuantizeResult:
+    """Write an INT8 version of ``model`` to ``output``; static mode needs ``calibration``.
+
+    ``cache`` is the folder for calibration ranges (default: edgerun's user cache); pass a
+    folder of your own to keep them with a project.
+    """
+    options = options or QuantizeOptions()
+    started = time.perf_counter()
+    source = ModelFile.open(model)
+    if source.precision == "int8":
+        raise ConversionError(f"{source.path}: already quantized (it has Q/DQ or integer operators)")
+    if source.precision != "fp32":
+        raise ConversionError(
+            f"{source.path}: INT8 quantization starts from an fp32 model, this one is {source.precision}"
+        )
+    if options.mode == "static":
+        if calibration is None:
+            raise ConversionError(f"{source.path}: static INT8 needs calibration data (--calib)")
+        calibration.check_fits(source.inputs, source.path.name)
+    output = Path(output)
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="edgerun-quantize-") as tmp:
+        prepared = _prepare(source, Path(tmp))
+        excluded = _resolve_exclusions(prepared, options.exclude, source.path)
+        prepared_path = Path(tmp) / "prepared.onnx"
+        _save(prepared, prepared_path)
+        quantized_path = Path(tmp) / "quantized.onnx"
+        cache_file: Path | None = None
+        cache_hit = False
+        if options.mode == "static":
+            assert calibration is not None
+            cache_file, cache_hit = _static(
+                prepared_path, quantized_path, calibration, options, excluded, source, cache
+            )
+        else:
+            _dynamic(prepared, prepared_path, quantized_path, options, excluded, source.path)
+        qdq, quantized, float_ops = _coverage(quantized_path)
+        if qdq == 0 and not quantized:
+            message = (
+                f"NOTHING WAS QUANTIZED in {source.path.name}: the output has no Q/DQ nodes and no INT8 weights; "
+                "it will run exactly like the fp32 model. Check --exclude and that the model has Conv/MatMul/Gemm."
+            )
+            _log.warning(message)
+            warnings.append(message)
+        with atomic_path(output) as temp:
+            os.replace(quantized_path, temp)
+    return QuantizeResult(
+        output=output,
+        mode=options.mode,
+        qdq_nodes=qdq,
+        quantized=quantized,
+        float_ops=float_ops,
+        excluded_nodes=tuple(excluded),
+        calibration_cache=cache_file,
+        calibration_cache_hit=cache_hit,
+        seconds=time.perf_counter() - started,
+        warnings=warnings,
+    )
+
+
+def _prepare(source: ModelFile, tmp: Path) -> onnx.ModelProto:
+    """Opset >= 13 and ORT's quantization pre-processing (optimisation + shape inference)."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    proto = onnx.load(str(source.path))
+    if source.opset < MIN_QDQ_OPSET:
+        try:
+            proto = version_converter.convert_version(proto, MIN_QDQ_OPSET)
+        except Exception as exc:  # the converter raises RuntimeError/ValueError/ConvertError by op
+            raise ConversionError(
+                f"{source.path}: cannot raise opset {source.opset} to {MIN_QDQ_OPSET} for Q/DQ quantization: "
+                f"{str(exc).strip().splitlines()[0]}"
+            ) from exc
+    upgraded = tmp / "upgraded.onnx"
+    _save(proto, upgraded)
+    prepared = tmp / "preprocessed.onnx"
+    try:
+        quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
+    except Exception as exc:
+        raise ConversionError(f"{source.path}: onnxruntime's quantization pre-processing failed: {exc}") from exc
+    return onnx.load(str(prepared))
+
+
+def _save(proto: onnx.ModelProto, path: Path) -> None:
+    import onnx
+
+    onnx.save(proto, str(path), save_as_external_data=proto.ByteSize() > 1_900_000_000)
+
+
+def _resolve_exclusions(proto: onnx.ModelProto, exclude: tuple[str, ...], path: Path) -> list[str]:
+    """Node names to keep in float: each entry names a node or an operator type present in the model."""
+    names = [n.name for n in proto.graph.node]
+    by_type: dict[str, list[str]] = {}
+    for node in proto.graph.node:
+        by_type.setdefault(node.op_type, []).append(node.name)
+    excluded: list[str] = []
+    for entry in exclude:
+        if entry in by_type:
+            excluded += by_type[entry]
+        elif entry in names:
+            excluded.append(entry)
+        else:
+            sample = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise ConfigError(
+                f"{path}: --exclude {entry!r} names no node or operator type of the (optimised) model; "
+                f"operator types: {', '.join(sorted(by_type))}; node names like: {sample}"
+            )
+    return sorted(set(excluded))
+
+
+def _calibration_cache(source: ModelFile, data: CalibrationData, options: QuantizeOptions, folder: Path | None) -> Path:
+    import onnxruntime
+
+    key = digest(source.sha256, data.sha256, options.method, onnxruntime.__version__, __version__)
+    return (folder or cache_dir() / "calibration") / f"{source.sha256[:16]}-{options.method}-{key[:16]}.json"
+
+
+def _cache_is_usable(path: Path) -> bool:
+    """A cache file that ORT can load; a corrupt one is removed (and rebuilt) with a warning."""
+    if not path.is_file():
+        return False
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    try:
+        load_tensors_data(path)
+        return True
+    except Exception as exc:  # truncated JSON, wrong keys, wrong dtypes: all mean "rebuild"
+        _log.warning("calibration cache %s is corrupt (%s): rebuilding it", path, type(exc).__name__)
+        path.unlink(missing_ok=True)
+        return False
+
+
+def _static(
+    prepared: Path,
+    output: Path,
+    calibration: CalibrationData,
+    options: QuantizeOptions,
+    excluded: list[str],
+    source: ModelFile,
+    cache_folder: Path | None,
+) -> tuple[Path | None, bool]:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[options.method]
+    kwargs: dict[str, Any] = {}
+    cache_file: Path | None = None
+    hit = False
+    if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        cache_file = _calibration_cache(source, calibration, options, cache_folder)
+        hit = _cache_is_usable(cache_file)
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        kwargs["calibration_cache_path"] = str(cache_file)
+    calibration.rewind()
+    try:
+        quantize_static(
+            str(prepared),
+            str(output),
+            None if hit else calibration,
+            quant_format=QuantFormat.QDQ,
+            per_channel=options.per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+            calibrate_method=method,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            **kwargs,
+        )
+    except Exception as exc:
+        raise ConversionError(f"{source.path}: onnxruntime static quantization failed: {exc}") from exc
+    finally:
+        calibration.rewind()
+    return cache_file, hit
+
+
+def _dynamic(
+    proto: onnx.ModelProto,
+    prepared: Path,
+    output: Path,
+    options: QuantizeOptions,
+    excluded: list[str],
+    path: Path,
+) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    convs = sum(1 for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose"))
+    if convs and not options.force:
+        raise ConversionError(
+            f"{path}: refusing dynamic INT8 for a convolutional model ({convs} Conv nodes): ONNX Runtime's "
+            "dynamic quantization ran about 3x slower than FP32 on a CNN here. Use static INT8 with --calib, "
+            "or --force to do it anyway (dynamic suits MatMul-heavy models)."
+        )
+    try:
+        quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+    except Exception as exc:
+        raise ConversionError(f"{path}: onnxruntime dynamic quantization failed: {exc}") from exc
+
+
+def _coverage(path: Path) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Q/DQ node count, compute ops with INT8 weights and compute ops left in float, by type."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    int8_types = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    int8_tensors = {t.name for t in proto.graph.initializer if t.data_type in int8_types}
+    dequantized = {
+        n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8_tensors
+    }
+    qdq = sum(1 for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    quantized: Counter[str] = Counter()
+    float_ops: Counter[str] = Counter()
+    for node in proto.graph.node:
+        if node.op_type in ("MatMulInteger", "ConvInteger", "QLinearConv", "QLinearMatMul", "DynamicQuantizeMatMul"):
+            quantized[node.op_type] += 1
+        elif node.op_type in _COMPUTE_OPS:
+            weight_is_int8 = len(node.input) > 1 and node.input[1] in dequantized
+            (quantized if weight_is_int8 else float_ops)[node.op_type] += 1
+    return qdq, dict(quantized), dict(float_ops)
