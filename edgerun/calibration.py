@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .errors import CalibrationError, EdgerunError
-from .preprocess import PreprocessSpec, is_image_path
+from .datasets import Progress, load_samples, only_input, pick
+from .errors import CalibrationError
+from .preprocess import PreprocessSpec
 from .specs import TensorSpec
-
-Progress = Callable[[int, int], None]
-"""Called with (done, total) while images are read."""
 
 
 class CalibrationData:
@@ -120,107 +116,21 @@ def open_calibration(
 ) -> CalibrationData:
     """Calibration data for a model with ``inputs`` from an image folder, array file, arrays or iterable."""
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise CalibrationError(f"{path}: calibration source not found")
-        if path.is_dir() or is_image_path(path):
-            arrays = _from_images(path, inputs, preprocess, samples, seed, progress)
-        elif path.suffix in (".npy", ".npz"):
-            arrays = _sample(_from_array_file(path, inputs), samples, seed)
-        else:
-            raise CalibrationError(f"{path}: not an image folder, an image, or a .npy/.npz array file")
-        label = str(path)
-    elif isinstance(source, np.ndarray):
-        arrays = _sample({_only_input(inputs, "<array>"): source}, samples, seed)
+        loaded = load_samples(source, inputs, preprocess=preprocess, samples=samples, seed=seed, progress=progress)
+        return CalibrationData(loaded.inputs, batch_size=batch_size, source=loaded.source)
+    if isinstance(source, np.ndarray):
+        arrays = {only_input(inputs, "<array>"): source}
         label = "<array>"
     elif isinstance(source, Mapping):
-        arrays = _sample({str(k): np.asarray(v) for k, v in source.items()}, samples, seed)
+        arrays = {str(k): np.asarray(v) for k, v in source.items()}
         label = "<arrays>"
     else:
-        arrays = _sample(_from_iterable(source, inputs), samples, seed)
+        arrays = _from_iterable(source, inputs)
         label = "<iterable>"
-    data = CalibrationData(arrays, batch_size=batch_size, source=label)
-    return data
-
-
-def _only_input(inputs: Sequence[TensorSpec], source: str) -> str:
-    if len(inputs) != 1:
-        raise CalibrationError(
-            f"{source}: the model has {len(inputs)} inputs ({', '.join(s.name for s in inputs)}); "
-            "give calibration data per input (an .npz with one array per input name, or dicts)"
-        )
-    return inputs[0].name
-
-
-def _pick(count: int, samples: int | None, seed: int) -> np.ndarray:
-    """Indices of ``samples`` items out of ``count``, drawn without replacement, in order."""
-    if samples is not None and samples < 1:
-        raise CalibrationError(f"samples must be >= 1, got {samples}")
-    if samples is None or samples >= count:
-        return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, size=samples, replace=False))
-
-
-def _sample(arrays: dict[str, np.ndarray], samples: int | None, seed: int) -> dict[str, np.ndarray]:
     if not arrays:
-        raise CalibrationError("no calibration arrays")
-    count = len(next(iter(arrays.values())))
-    chosen = _pick(count, samples, seed)
-    return {name: array[chosen] for name, array in arrays.items()}
-
-
-def _from_images(
-    path: Path,
-    inputs: Sequence[TensorSpec],
-    preprocess: PreprocessSpec | None,
-    samples: int | None,
-    seed: int,
-    progress: Progress | None,
-) -> dict[str, np.ndarray]:
-    name = _only_input(inputs, str(path))
-    if preprocess is None:
-        raise CalibrationError(f"{path}: images need a preprocessing spec for input '{name}' (--preprocess spec.json)")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise CalibrationError(f"{path}: calibration folder is empty")
-        images = [p for p in files if is_image_path(p)]
-        if not images:
-            raise CalibrationError(
-                f"{path}: calibration folder holds {len(files)} file(s) but no images "
-                f"(looked for {', '.join(sorted({'.png', '.jpg', '.jpeg', '.bmp'}))} and similar)"
-            )
-    else:
-        images = [path]
-    chosen = [images[i] for i in _pick(len(images), samples, seed)]
-    loaded = []
-    for done, image in enumerate(chosen, start=1):
-        try:
-            loaded.append(preprocess.load(image))
-        except EdgerunError as exc:
-            raise CalibrationError(f"calibration image {exc}") from exc
-        if progress is not None:
-            progress(done, len(chosen))
-    return {name: np.stack(loaded)}
-
-
-def _from_array_file(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise CalibrationError(f"{path}: not a readable .npy/.npz file ({exc})") from exc
-    if isinstance(loaded, np.ndarray):
-        return {_only_input(inputs, str(path)): loaded}
-    with loaded:
-        keys = list(loaded.files)
-        names = [s.name for s in inputs]
-        if set(names) <= set(keys):
-            return {n: loaded[n] for n in names}
-        if len(names) == 1 and len(keys) == 1:
-            return {names[0]: loaded[keys[0]]}
-        if len(names) == 1 and "images" in keys:  # edgerun's labelled sets: images + labels
-            return {names[0]: loaded["images"]}
-        raise CalibrationError(f"{path}: arrays {', '.join(keys)} do not name the model's inputs {', '.join(names)}")
+        raise CalibrationError(f"{label}: no calibration arrays")
+    index = pick(len(next(iter(arrays.values()))), samples, seed)
+    return CalibrationData({k: v[index] for k, v in arrays.items()}, batch_size=batch_size, source=label)
 
 
 def _from_iterable(source: Iterable[Any], inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
@@ -234,7 +144,7 @@ def _from_iterable(source: Iterable[Any], inputs: Sequence[TensorSpec]) -> dict[
         raise CalibrationError("calibration iterable yielded nothing")
     ranks = {s.name: s.rank for s in inputs}
     for item in items:
-        feed = dict(item) if isinstance(item, Mapping) else {_only_input(inputs, "<iterable>"): item}
+        feed = dict(item) if isinstance(item, Mapping) else {only_input(inputs, "<iterable>"): item}
         for name, value in feed.items():
             array = np.asarray(value)
             if name in ranks and array.ndim == ranks[name] - 1:

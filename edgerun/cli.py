@@ -1,54 +1,27 @@
-"""``edgerun info | run | bench``: a thin command line over the same calls an app makes.
+"""``edgerun info | run | bench | quantize | convert | compare | tune``: a thin command line.
 
-Errors edgerun raises on purpose print one line and exit 1; usage errors exit 2; a bench
-that misses its deadline exits 3 with ``--fail-on-miss``. ``--debug`` shows tracebacks.
+Each command is the same library calls an app makes. Errors edgerun raises on purpose print
+one line and exit 1; usage errors exit 2; a bench that misses its deadline with
+``--fail-on-miss``, or a comparison that breaks its thresholds, exits 3. ``--debug`` shows
+tracebacks.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from . import __version__
-from .errors import EdgerunError
-
-out = Console()
-err = Console(stderr=True)
-
-_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from .cli_common import CONTEXT, backend_options, emit_json, err, options_for, out
+from .cli_precision import compare_cmd, convert_cmd, quantize_cmd, tune_cmd
+from .errors import EdgerunError, ThresholdError
 
 
-def _backend_options(command: Any) -> Any:
-    """The options every model command shares: where and how to run."""
-    for option in reversed(
-        [
-            click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-            click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime or tensorrt."),
-            click.option(
-                "--precision",
-                default="auto",
-                show_default=True,
-                help="auto (the model's own), fp32, fp16, bf16 or int8.",
-            ),
-            click.option(
-                "--threads",
-                type=click.IntRange(min=1),
-                default=None,
-                help="CPU intra-op threads (default: the device profile's).",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
-
-
-@click.group(context_settings=_CONTEXT)
+@click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="edgerun", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what edgerun decides.")
 @click.option("--debug", is_flag=True, help="Debug logging and full tracebacks on errors.")
@@ -59,21 +32,9 @@ def cli(verbose: bool, debug: bool) -> None:
     logging.getLogger("edgerun").setLevel(level)
 
 
-def _options(threads: int | None) -> dict[str, Any]:
-    return {} if threads is None else {"threads": threads}
-
-
-def _emit_json(data: Any, path: Path | None = None) -> None:
-    text = json.dumps(data, indent=2, default=str)
-    if path is None:
-        sys.stdout.write(text + "\n")
-    else:
-        path.write_text(text + "\n")
-
-
 @cli.command()
 @click.argument("model", required=False)
-@_backend_options
+@backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def info(model: str | None, device: str, backend: str, precision: str, threads: int | None, as_json: bool) -> None:
     """Show the device profile, backends and versions; with MODEL (.onnx file or bundled name), its specs and plan."""
@@ -88,10 +49,10 @@ def info(model: str | None, device: str, backend: str, precision: str, threads: 
     report["default_model"] = models.DEFAULT
     if model is not None:
         report["model"] = model_report(
-            model, profile, device=device, backend=backend, precision=precision, options=_options(threads)
+            model, profile, device=device, backend=backend, precision=precision, options=options_for(threads)
         )
     if as_json:
-        _emit_json(report)
+        emit_json(report)
         return
     render_device(out, report)
     if model is None:
@@ -119,7 +80,7 @@ def info(model: str | None, device: str, backend: str, precision: str, threads: 
     help="JSON preprocessing spec for image inputs.",
 )
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Values shown per sample.")
-@_backend_options
+@backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def run(
     model: str,
@@ -137,7 +98,7 @@ def run(
     from .report import render_plan, render_run
     from .session import load
 
-    with load(model, device=device, backend=backend, precision=precision, **_options(threads)) as session:
+    with load(model, device=device, backend=backend, precision=precision, **options_for(threads)) as session:
         spec = parse_preprocess(preprocess, session.card.preprocessing if session.card else None)
         feeds = feeds_from_files(session.inputs, list(inputs), spec)
         outputs = session.run(feeds)
@@ -150,7 +111,7 @@ def run(
             "outputs": summarize_outputs(outputs, top, labels),
         }
     if as_json:
-        _emit_json(report)
+        emit_json(report)
         return
     render_plan(out, report["plan"])
     render_run(out, report)
@@ -179,7 +140,7 @@ def run(
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON here.")
 @click.option("--fail-on-miss", is_flag=True, help="Exit with code 3 when the deadline is missed.")
-@_backend_options
+@backend_options
 def bench(
     model: str | None,
     batch: int | None,
@@ -211,7 +172,8 @@ def bench(
     shapes = dict(parse_shape_override(s) for s in shape) if shape else None
     count = iterations if iterations is not None else (1 if duration > 0 else 200)
     profile = current_device()
-    with load(model or models.DEFAULT, device=device, backend=backend, precision=precision, **_options(threads)) as s:
+    options = options_for(threads)
+    with load(model or models.DEFAULT, device=device, backend=backend, precision=precision, **options) as s:
         progress = Progress(
             TextColumn("[bold]bench[/bold] {task.description}"),
             BarColumn(),
@@ -237,10 +199,14 @@ def bench(
             )
     render_bench(out, result)
     if json_path is not None:
-        _emit_json(result.to_dict(), json_path)
+        emit_json(result.to_dict(), json_path)
         out.print(f"report written to {json_path}")
     if fail_on_miss and not result.meets_deadline:
         raise SystemExit(3)
+
+
+for _command in (quantize_cmd, convert_cmd, compare_cmd, tune_cmd):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return int(exc.exit_code)
+    except ThresholdError as exc:
+        err.print(f"[bold red]threshold violated:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        return 3
     except EdgerunError as exc:
         if debug:
             raise

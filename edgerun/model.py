@@ -54,6 +54,8 @@ class ModelFile:
     precision: str
     """Stored precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (Q/DQ or integer ops)."""
     external_data: tuple[Path, ...] = ()
+    parameters: int = 0
+    """Weight elements: float tensors and quantized weights, not Q/DQ scales or zero points."""
 
     @property
     def opset(self) -> int:
@@ -84,6 +86,7 @@ class ModelFile:
             outputs=outputs,
             precision=_stored_precision(proto.graph),
             external_data=tuple(external),
+            parameters=_parameter_count(proto.graph),
         )
 
 
@@ -238,3 +241,24 @@ def _stored_precision(graph: GraphProto) -> str:
         if tensor.data_type in names:
             counts[names[tensor.data_type]] += int(np.prod(tensor.dims, dtype=np.int64))
     return counts.most_common(1)[0][0] if counts else "fp32"
+
+
+def _parameter_count(graph: GraphProto) -> int:
+    """Elements of weight tensors, comparable between an fp32 model and its fp16 / Q/DQ versions."""
+    from onnx import TensorProto
+
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
+    qdq_params: set[str] = set()
+    dequantized: set[str] = set()
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            qdq_params.update(node.input[1:])
+            if node.op_type == "DequantizeLinear":
+                dequantized.add(node.input[0])
+    total = 0
+    for tensor in graph_tensors(graph):
+        if tensor.name in qdq_params:
+            continue
+        if tensor.data_type in floats or tensor.name in dequantized:
+            total += int(np.prod(tensor.dims, dtype=np.int64))
+    return total

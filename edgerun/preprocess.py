@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, ImageError
+from .specs import TensorSpec
 
 RESIZE_MODES = ("stretch", "letterbox", "pad-right")
 COLORS = ("bgr", "rgb", "gray")
@@ -112,6 +113,23 @@ class PreprocessSpec:
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
         return data
+
+    def check_fits(self, inputs: Sequence[TensorSpec]) -> None:
+        """Raise ConfigError if this spec's samples cannot feed the (only) model input."""
+        if len(inputs) != 1:
+            raise ConfigError(
+                f"a preprocessing spec feeds a one-input model; this one has {len(inputs)} inputs "
+                f"({', '.join(s.name for s in inputs)})"
+            )
+        spec = inputs[0]
+        want = spec.shape[1:]
+        got = self.sample_shape
+        fits = len(want) == len(got) and all(not isinstance(w, int) or w == g for w, g in zip(want, got, strict=True))
+        if not fits or np.dtype(self.dtype) != spec.dtype:
+            raise ConfigError(
+                f"preprocessing makes {self.dtype} samples of shape {list(got)}, but input '{spec.name}' expects "
+                f"{spec.dtype.name} {list(spec.shape)} (batch first)"
+            )
 
     def load(self, path: str | os.PathLike[str]) -> np.ndarray:
         """Read the image at ``path`` and preprocess it into one sample."""

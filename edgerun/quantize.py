@@ -1,9 +1,10 @@
 """INT8 quantization to an explicit Q/DQ ONNX model, through ``onnxruntime.quantization``.
 
 TensorRT 10.1 deprecated and TensorRT 11 removed implicit INT8 calibration: precision now
-comes from the ONNX itself. One Q/DQ model with symmetric signed 8-bit activations and
-weights (zero points 0, what TensorRT requires) serves TensorRT on a Jetson and ONNX Runtime
-on a Raspberry Pi alike. Steps: refuse already-quantized models, raise opsets below 13 (so
+comes from the ONNX itself. A Q/DQ model with symmetric signed 8-bit activations and weights
+(zero points 0, what TensorRT requires: target ``tensorrt``) runs on TensorRT and ONNX Runtime
+alike; for ONNX Runtime on a CPU, target ``cpu`` (unsigned activations) is the layout its
+kernels fuse, measured much faster there. Steps: refuse already-quantized models, raise opsets below 13 (so
 per-channel weights are possible), ORT's ``quant_pre_process`` (graph optimisation and ONNX
 shape inference; symbolic shape inference is skipped on purpose: it needs sympy and matters
 for transformer-style dynamic shapes, not for the CNNs this targets), calibrate (cached by
@@ -13,7 +14,9 @@ nothing was. All temporary files live in a temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import logging
 import os
 import tempfile
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 
 METHODS = ("minmax", "entropy", "percentile")
 MODES = ("static", "dynamic")
+TARGETS = ("tensorrt", "cpu")
+"""Which runtime the Q/DQ model is shaped for (see `QuantizeOptions.target`)."""
 MIN_QDQ_OPSET = 13
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 _log = logging.getLogger("edgerun")
@@ -51,12 +56,26 @@ class QuantizeOptions:
     mode: str = "static"
     force: bool = False
     """Allow dynamic quantization of convolutional models (measured slower than FP32)."""
+    target: str = "tensorrt"
+    """``tensorrt``: signed INT8 activations and weights, all zero points 0, as TensorRT requires
+    (ONNX Runtime runs it too, but its x86 kernels do not fuse signed activations: measured 1.8x
+    slower than FP32 on the PP-OCR detector). ``cpu``: unsigned INT8 activations with zero points
+    and signed symmetric weights, the layout ONNX Runtime's CPU kernels fuse (1.28x faster than
+    FP32 on the same model)."""
+    keep_head_float: bool = False
+    """Keep the last Conv/MatMul/Gemm before each model output in float (detector heads that
+    pack boxes and scores together collapse under INT8)."""
+    reduce_range: bool | None = None
+    """7-bit weights against overflow in ``u8s8`` arithmetic on x86 without VNNI; None: decide
+    from this CPU (only for target ``cpu``)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"unknown calibration method {self.method!r}; choose one of: {', '.join(METHODS)}")
         if self.mode not in MODES:
             raise ConfigError(f"unknown quantization mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"unknown quantization target {self.target!r}; choose one of: {', '.join(TARGETS)}")
 
     def key(self) -> dict[str, Any]:
         return {
@@ -64,7 +83,21 @@ class QuantizeOptions:
             "per_channel": self.per_channel,
             "exclude": sorted(self.exclude),
             "mode": self.mode,
+            "target": self.target,
+            "keep_head_float": self.keep_head_float,
+            "reduce_range": self.resolved_reduce_range(),
         }
+
+    def resolved_reduce_range(self) -> bool:
+        """``reduce_range``, decided for this CPU when None: only x86 ``cpu`` targets without VNNI."""
+        if self.reduce_range is not None:
+            return self.reduce_range
+        if self.target != "cpu":
+            return False
+        from .session import current_device
+
+        profile = current_device()
+        return profile.arch in ("x86_64", "AMD64") and not profile.int8_dot_product
 
 
 @dataclass(frozen=True)
@@ -120,6 +153,8 @@ def quantize(
     with tempfile.TemporaryDirectory(prefix="edgerun-quantize-") as tmp:
         prepared = _prepare(source, Path(tmp))
         excluded = _resolve_exclusions(prepared, options.exclude, source.path)
+        if options.keep_head_float:
+            excluded = sorted(set(excluded) | set(head_nodes(prepared)))
         prepared_path = Path(tmp) / "prepared.onnx"
         _save(prepared, prepared_path)
         quantized_path = Path(tmp) / "quantized.onnx"
@@ -179,6 +214,24 @@ def _prepare(source: ModelFile, tmp: Path) -> onnx.ModelProto:
     except Exception as exc:
         raise ConversionError(f"{source.path}: onnxruntime's quantization pre-processing failed: {exc}") from exc
     return onnx.load(str(prepared))
+
+
+def head_nodes(proto: onnx.ModelProto) -> list[str]:
+    """Names of the last compute node (Conv, MatMul, Gemm) on the path to each graph output."""
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    heads: set[str] = set()
+    for output in proto.graph.output:
+        frontier, seen = [output.name], set()
+        while frontier:
+            node = producer.get(frontier.pop())
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type in _COMPUTE_OPS:
+                heads.add(node.name)
+            else:
+                frontier += [i for i in node.input if i]
+    return sorted(heads)
 
 
 def _save(proto: onnx.ModelProto, path: Path) -> None:
@@ -254,25 +307,36 @@ def _static(
         hit = _cache_is_usable(cache_file)
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         kwargs["calibration_cache_path"] = str(cache_file)
+    if options.target == "tensorrt":
+        activations = QuantType.QInt8
+        extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    else:
+        activations = QuantType.QUInt8
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     calibration.rewind()
+    chatter = io.StringIO()  # ORT prints histogram progress for entropy/percentile: keep stdout clean
     try:
-        quantize_static(
-            str(prepared),
-            str(output),
-            None if hit else calibration,
-            quant_format=QuantFormat.QDQ,
-            per_channel=options.per_channel,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded,
-            calibrate_method=method,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-            **kwargs,
-        )
+        with contextlib.redirect_stdout(chatter):
+            quantize_static(
+                str(prepared),
+                str(output),
+                None if hit else calibration,
+                quant_format=QuantFormat.QDQ,
+                per_channel=options.per_channel,
+                reduce_range=options.resolved_reduce_range(),
+                activation_type=activations,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                calibrate_method=method,
+                extra_options=extra,
+                **kwargs,
+            )
     except Exception as exc:
         raise ConversionError(f"{source.path}: onnxruntime static quantization failed: {exc}") from exc
     finally:
         calibration.rewind()
+        if chatter.getvalue():
+            _log.debug("onnxruntime calibration: %s", chatter.getvalue().strip())
     return cache_file, hit
 
 

@@ -156,6 +156,11 @@ def load(
         raise BackendUnavailableError(f"backend {plan.backend} cannot open models in this edgerun release")
     if plan.precision != model_file.precision:
         from .artifacts import precision_artifact
+        from .quantize import QuantizeOptions
+
+        if quantization is None:  # shape the Q/DQ model for what will run it
+            on_cpu = plan.backend == "onnxruntime" and plan.device == "cpu"
+            quantization = QuantizeOptions(target="cpu" if on_cpu else "tensorrt")
 
         artifact = precision_artifact(
             model_file, plan.precision, card=card, calibration=calibration, quantization=quantization

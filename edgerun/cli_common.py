@@ -1,0 +1,55 @@
+"""What the CLI commands share: consoles, JSON output, and the run-where options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+out = Console()
+err = Console(stderr=True)
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def backend_options(command: Any) -> Any:
+    """The options every model command shares: where and how to run."""
+    for option in reversed(
+        [
+            click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+            click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime or tensorrt."),
+            click.option(
+                "--precision",
+                default="auto",
+                show_default=True,
+                help="auto (the model's own), fp32, fp16, bf16 or int8.",
+            ),
+            threads_option,
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU intra-op threads (default: the device profile's).",
+)
+
+
+def options_for(threads: int | None) -> dict[str, Any]:
+    return {} if threads is None else {"threads": threads}
+
+
+def emit_json(data: Any, path: Path | None = None) -> None:
+    text = json.dumps(data, indent=2, default=str)
+    if path is None:
+        sys.stdout.write(text + "\n")
+    else:
+        path.write_text(text + "\n")
