@@ -37,6 +37,8 @@ class OutputDiff:
     cosine_min: float
     top1_agreement: float | None = None
     mask_iou: float | None = None
+    mask_agreement: float | None = None
+    """Fraction of elements on the same side of the mask threshold: top-1 agreement per pixel."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class Comparison:
         """A table users can paste into a README or a pull request."""
         header = (
             "| model | precision | size | params | accuracy | retention | p50 ms | p99 ms | speed-up "
-            "| top-1 agreement | cosine (min) | max abs err |"
+            "| top-1 agreement | cosine (mean) | max abs err |"
         )
         lines = [header, "|" + "---|" * 12]
         for row in self.rows:
@@ -126,7 +128,7 @@ class Comparison:
                         f"{row.latency_ms.p99:.3f}",
                         f"{row.speedup:.2f}x",
                         "reference" if out is None else _pct(out.top1_agreement),
-                        "reference" if out is None else f"{out.cosine_min:.5f}",
+                        "reference" if out is None else f"{out.cosine_mean:.5f}",
                         "reference" if out is None else f"{out.max_abs:.3g}",
                     ]
                 )
@@ -274,11 +276,12 @@ def _diff(name: str, ref: np.ndarray, got: np.ndarray, classifier: bool, mask_th
     dots = np.einsum("ij,ij->i", r, g)
     cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(error.max(axis=1) == 0, 1.0, 0.0))
     top1 = float((r.argmax(axis=1) == g.argmax(axis=1)).mean()) if classifier else None
-    iou = None
+    iou = agreement = None
     if mask_threshold is not None:
         a, b = r >= mask_threshold, g >= mask_threshold
         union = np.logical_or(a, b).sum()
         iou = float(np.logical_and(a, b).sum() / union) if union else 1.0
+        agreement = float((a == b).mean()) if a.size else 1.0
     return OutputDiff(
         name=name,
         max_abs=float(error.max()) if error.size else 0.0,
@@ -287,6 +290,7 @@ def _diff(name: str, ref: np.ndarray, got: np.ndarray, classifier: bool, mask_th
         cosine_min=float(cosine.min()),
         top1_agreement=top1,
         mask_iou=iou,
+        mask_agreement=agreement,
     )
 
 

@@ -1,13 +1,13 @@
-"""Extract the bundled PP-OCR text-direction classifier from its PyPI package and verify it.
+"""Extract the bundled PP-OCR models from their PyPI package and verify them.
 
-The model (PaddleOCR ``ch_ppocr_mobile_v2.0_cls``, Apache-2.0, exported to ONNX by RapidOCR)
-ships inside the wheel ``rapidocr-onnxruntime``. edgerun does not depend on that package (it
-pulls GUI OpenCV and more); this maintainer script downloads the wheel without dependencies,
-copies the one ONNX file byte for byte and checks its SHA-256, so the bundled file's origin can
-be re-checked at any time:
+The text-direction classifier (PaddleOCR ``ch_ppocr_mobile_v2.0_cls``) and the text detector
+(``ch_PP-OCRv4_det``), Apache-2.0, exported to ONNX by RapidOCR, ship inside the wheel
+``rapidocr-onnxruntime``. edgerun does not depend on that package (it pulls GUI OpenCV and
+more); this maintainer script downloads the wheel without dependencies, copies the ONNX files
+byte for byte and checks their SHA-256, so the bundled files' origin can be re-checked:
 
-    python scripts/fetch_ppocr_cls.py            # verify the bundled copy against the wheel
-    python scripts/fetch_ppocr_cls.py --write    # (re)write edgerun/models/ppocr-cls/model.onnx
+    python scripts/fetch_ppocr_cls.py            # verify the bundled copies against the wheel
+    python scripts/fetch_ppocr_cls.py --write    # (re)write edgerun/models/ppocr-{cls,det}/model.onnx
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ import zipfile
 from pathlib import Path
 
 WHEEL = "rapidocr-onnxruntime==1.4.4"
-MEMBER = "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
-SHA256 = "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"
-TARGET = Path(__file__).resolve().parents[1] / "edgerun" / "models" / "ppocr-cls" / "model.onnx"
+MODELS = Path(__file__).resolve().parents[1] / "edgerun" / "models"
+FILES = {  # wheel member -> (bundled name, SHA-256)
+    "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx": (
+        "ppocr-cls",
+        "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+    ),
+    "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx": (
+        "ppocr-det",
+        "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+    ),
+}
 
 
 def main() -> int:
@@ -31,21 +39,29 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="write the bundled copy instead of only verifying")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL], check=True
+        )
         (wheel,) = Path(tmp).glob("*.whl")
         with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(MEMBER)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        print(f"{WHEEL}:{MEMBER} has sha256 {digest}, expected {SHA256}", file=sys.stderr)
-        return 1
-    if args.write:
-        TARGET.write_bytes(data)
-        print(f"wrote {TARGET} ({len(data)} bytes, sha256 {digest})")
-        return 0
-    bundled = hashlib.sha256(TARGET.read_bytes()).hexdigest()
-    print(f"wheel copy {digest}\nbundled    {bundled}\n{'identical' if bundled == digest else 'DIFFERENT'}")
-    return 0 if bundled == digest else 1
+            contents = {member: archive.read(member) for member in FILES}
+    status = 0
+    for member, (name, expected) in FILES.items():
+        data = contents[member]
+        digest = hashlib.sha256(data).hexdigest()
+        target = MODELS / name / "model.onnx"
+        if digest != expected:
+            print(f"{WHEEL}:{member} has sha256 {digest}, expected {expected}", file=sys.stderr)
+            status = 1
+        elif args.write:
+            target.write_bytes(data)
+            print(f"wrote {target} ({len(data)} bytes, sha256 {digest})")
+        else:
+            bundled = hashlib.sha256(target.read_bytes()).hexdigest()
+            verdict = "identical" if bundled == digest else "DIFFERENT"
+            print(f"{name}: wheel {digest}, bundled {bundled}: {verdict}")
+            status |= bundled != digest
+    return status
 
 
 if __name__ == "__main__":
