@@ -17,15 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from . import __version__
-from .cache import cache_dir, digest, read_json, write_json
+from .cache import atomic_path, cache_dir, digest, read_json, write_json
 from .errors import EdgerunError, UnsupportedPrecisionError
 from .model import ModelFile
 
 if TYPE_CHECKING:
-    from .calibration import CalibrationData
     from .models import ModelCard
     from .quantize import QuantizeOptions
 
@@ -111,8 +108,19 @@ def _file_sha256(path: Path) -> str:
 
 
 def _calibration_source(model: ModelFile, card: ModelCard | None, calibration: Any) -> tuple[Any, int | None]:
+    """The calibration source and its sample count; in-memory data is read once, here.
+
+    Arrays, mappings and iterables become `CalibrationData` at once, so that the cache key is
+    the data's own SHA-256 (an iterable can be read only once; a ``repr`` would abbreviate).
+    """
     if calibration is not None:
-        return calibration, None
+        if isinstance(calibration, (str, os.PathLike)):
+            return calibration, None
+        from .calibration import CalibrationData, open_calibration
+
+        if isinstance(calibration, CalibrationData):
+            return calibration, None
+        return open_calibration(calibration, model.inputs), None
     if card is not None and card.calibration:
         return card.folder / card.calibration["source"], card.calibration.get("samples")
     raise UnsupportedPrecisionError(
@@ -127,9 +135,11 @@ def _fingerprint(source: Any) -> Any:
         path = Path(source).resolve()
         files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
         return [str(path)] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.exists()]
-    if isinstance(source, np.ndarray):
-        return hashlib.sha256(source.tobytes()).hexdigest() + str(source.shape) + source.dtype.str
-    return repr(source)
+    from .calibration import CalibrationData
+
+    if isinstance(source, CalibrationData):
+        return source.sha256
+    raise TypeError(f"unexpected calibration source {type(source).__name__}")
 
 
 def _build_int8(
@@ -140,15 +150,21 @@ def _build_int8(
     samples: int | None,
     options: QuantizeOptions,
 ) -> str:
-    from .calibration import open_calibration
+    from .calibration import CalibrationData, open_calibration
     from .preprocess import PreprocessSpec
     from .quantize import quantize
 
-    spec = PreprocessSpec.from_dict(card.preprocessing) if card is not None else None
-    data: CalibrationData = open_calibration(source, model.inputs, preprocess=spec, samples=samples)
-    result = quantize(model.path, entry, data, options)
-    if result.quantized_count == 0:
-        raise UnsupportedPrecisionError(f"{model.path}: INT8 quantization quantized nothing; precision int8 is moot")
+    if isinstance(source, CalibrationData):
+        data = source
+    else:
+        spec = PreprocessSpec.from_dict(card.preprocessing) if card is not None else None
+        data = open_calibration(source, model.inputs, preprocess=spec, samples=samples)
+    with atomic_path(entry) as temp:  # only an accepted model reaches the cache
+        result = quantize(model.path, temp, data, options)
+        if result.quantized_count == 0:
+            raise UnsupportedPrecisionError(
+                f"{model.path}: INT8 quantization quantized nothing; precision int8 is moot"
+            )
     ops = ", ".join(f"{count} {op}" for op, count in sorted(result.quantized.items()))
     return f"int8 Q/DQ ({options.method}, {'per-channel' if options.per_channel else 'per-tensor'}; {ops}) " + (
         f"calibrated on {data.count} samples of {data.source}"
@@ -158,6 +174,7 @@ def _build_int8(
 def _build_fp16(model: ModelFile, entry: Path, card: ModelCard | None) -> str:
     from .convert import convert_fp16
 
-    result = convert_fp16(model.path, entry, shapes=card.input_shapes if card else None)
+    with atomic_path(entry) as temp:
+        result = convert_fp16(model.path, temp, shapes=card.input_shapes if card else None)
     error = f", max abs error {result.max_abs_error:.2g} vs fp32" if result.max_abs_error is not None else ""
     return f"fp16 weights with fp32 inputs/outputs ({result.fp16_tensors} tensors{error})"

@@ -221,12 +221,12 @@ def compare_cmd(
     threads: int | None,
 ) -> None:
     """Compare MODELS (first = reference; NAME@int8 / NAME@fp16 for converted ones) on the same inputs."""
-    from .compare import compare
+    from .compare import compare, split_precision
     from .errors import ThresholdError
 
     if len(models) < 2:
         raise click.UsageError("give a reference model and at least one candidate")
-    reference = models[0].rpartition("@")[0] if "@" in models[0] else models[0]
+    reference, _ = split_precision(models[0])
     model_file, card, spec = _model_and_spec(reference, preprocess)
     loaded = _load_data(data, model_file, card, spec, samples, seed, labels, shape)
     with err.status("comparing") as status:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import InputError, ModelError
 from .session import Session, load
 from .stats import LatencyStats
 
@@ -146,12 +146,18 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def open_for_compare(spec: str | os.PathLike[str], threads: int | None = None, **options: Any) -> Session:
-    """``model`` or ``model@precision`` (``digits-teacher@int8``) as a session."""
+def split_precision(spec: str | os.PathLike[str]) -> tuple[str, str]:
+    """``digits-teacher@int8`` -> (``digits-teacher``, ``int8``); anything else is a plain model."""
     text = str(spec)
     model, _, precision = text.rpartition("@")
     if not model or precision not in PRECISION_SUFFIXES:
-        model, precision = text, "auto"
+        return text, "auto"
+    return model, precision
+
+
+def open_for_compare(spec: str | os.PathLike[str], threads: int | None = None, **options: Any) -> Session:
+    """``model`` or ``model@precision`` (``digits-teacher@int8``) as a session."""
+    model, precision = split_precision(spec)
     if threads is not None:
         options["threads"] = threads
     return load(model, precision=precision, **options)
@@ -208,6 +214,11 @@ def compare(
     """Run ``models`` (the first is the reference) on ``inputs`` and measure them side by side."""
     if len(models) < 2:
         raise ModelError(None, "compare needs a reference and at least one candidate")
+    count = len(next(iter(inputs.values())))
+    if labels is not None and len(labels) != count:
+        raise InputError(
+            f"{len(labels)} labels for {count} samples of {source}", expected=str(count), got=str(len(labels))
+        )
     sessions = [open_for_compare(m, threads) for m in models]
     try:
         check_same_io(sessions)
@@ -254,7 +265,6 @@ def compare(
     finally:
         for session in sessions:
             session.close()
-    count = len(next(iter(inputs.values())))
     return Comparison(rows, count, source, latency_batch, iterations)
 
 

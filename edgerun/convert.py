@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import atomic_path
-from .errors import ConversionError, EdgerunError
+from .errors import ConfigError, ConversionError, EdgerunError
 from .model import ModelFile, graph_tensors
 
 SENSITIVE_OPS = (
@@ -105,9 +105,15 @@ def _validate(
         raise ConversionError(f"{source.path}: the FP16 model does not load: {exc}") from exc
     try:
         feeds = random_feeds(source.inputs, None, shapes, seed=0)
-    except EdgerunError:
+    except EdgerunError as exc:
         converted.close()
-        return None, None
+        if shapes is None:  # free dimensions and no shapes: loading is all that can be checked
+            return None, None
+        raise ConfigError(f"{source.path}: the shapes given for the validation run do not fit: {exc}") from exc
+    unknown = sorted(set(shapes or {}) - {s.name for s in source.inputs})
+    if unknown:
+        converted.close()
+        raise ConfigError(f"{source.path}: shapes given for unknown input(s) {', '.join(unknown)}")
     with converted, load(source.path, device="cpu") as reference:
         got, want = converted.run(feeds), reference.run(feeds)
     error = max(float(np.max(np.abs(got[k].astype(np.float64) - want[k]))) if want[k].size else 0.0 for k in want)

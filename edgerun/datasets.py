@@ -76,12 +76,22 @@ def load_samples(
         raise CalibrationError(f"{path}: data source not found")
     if path.is_dir() or is_image_path(path):
         files = _image_files(path)
-        chosen = [files[i] for i in pick(len(files), samples, seed)]
+        index = pick(len(files), samples, seed)
+        chosen = [files[i] for i in index]
         name = only_input(inputs, str(path))
         if preprocess is None:
             raise CalibrationError(f"{path}: images need a preprocessing spec for input '{name}' (--preprocess)")
         arrays = {name: _read_images(chosen, preprocess, progress)}
-        found = _labels_for_files(chosen, Path(labels) if labels else path / LABELS_FILE, required=labels is not None)
+        found: np.ndarray | None
+        if labels is not None and Path(labels).suffix != ".csv":
+            # Labels without file names follow the sorted file names of the folder.
+            every = read_label_file(Path(labels))
+            if len(every) != len(files):
+                raise CalibrationError(f"{labels}: {len(every)} labels for {len(files)} images in {path}")
+            found = every[index]
+        else:
+            table = Path(labels) if labels else path / LABELS_FILE
+            found = _labels_for_files(chosen, table, required=labels is not None)
     elif path.suffix in (".npy", ".npz"):
         arrays, found = _read_array_file(path, inputs)
         if labels is not None:

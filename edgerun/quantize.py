@@ -19,12 +19,15 @@ import inspect
 import io
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from . import __version__
 from .cache import atomic_path, cache_dir, digest
@@ -42,6 +45,8 @@ TARGETS = ("tensorrt", "cpu")
 """Which runtime the Q/DQ model is shaped for (see `QuantizeOptions.target`)."""
 MIN_QDQ_OPSET = 13
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+_CALIBRATOR_SETTINGS = "entropy bins 2048/128"
+"""Part of calibration cache keys: change it when `_calibrate` changes what it computes."""
 _log = logging.getLogger("edgerun")
 
 
@@ -176,7 +181,7 @@ def quantize(
             _log.warning(message)
             warnings.append(message)
         with atomic_path(output) as temp:
-            os.replace(quantized_path, temp)
+            shutil.copyfile(quantized_path, temp)  # a copy: the temp folder may be another file system
     return QuantizeResult(
         output=output,
         mode=options.mode,
@@ -213,7 +218,16 @@ def _prepare(source: ModelFile, tmp: Path) -> onnx.ModelProto:
         quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
     except Exception as exc:
         raise ConversionError(f"{source.path}: onnxruntime's quantization pre-processing failed: {exc}") from exc
-    return onnx.load(str(prepared))
+    proto = onnx.load(str(prepared))
+    taken = {n.name for n in proto.graph.node if n.name}
+    for index, node in enumerate(proto.graph.node):  # exclusions address nodes by name: name them all
+        if not node.name:
+            name = f"{node.op_type}_{index}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+    return proto
 
 
 def head_nodes(proto: onnx.ModelProto) -> list[str]:
@@ -264,23 +278,63 @@ def _resolve_exclusions(proto: onnx.ModelProto, exclude: tuple[str, ...], path: 
 def _calibration_cache(source: ModelFile, data: CalibrationData, options: QuantizeOptions, folder: Path | None) -> Path:
     import onnxruntime
 
-    key = digest(source.sha256, data.sha256, options.method, onnxruntime.__version__, __version__)
+    key = digest(source.sha256, data.sha256, options.method, _CALIBRATOR_SETTINGS, onnxruntime.__version__, __version__)
     return (folder or cache_dir() / "calibration") / f"{source.sha256[:16]}-{options.method}-{key[:16]}.json"
 
 
-def _cache_is_usable(path: Path) -> bool:
-    """A cache file that ORT can load; a corrupt one is removed (and rebuilt) with a warning."""
+def _cache_is_usable(path: Path, method: Any) -> bool:
+    """A cache file ORT can load, for this method, with finite ranges; anything else is removed."""
+    if path.exists() and not path.is_file():
+        raise ConversionError(f"{path} is a folder, not a calibration cache file: remove it or choose another cache")
     if not path.is_file():
         return False
     from onnxruntime.quantization.calibrate import load_tensors_data
 
     try:
-        load_tensors_data(path)
+        ranges = load_tensors_data(path)
+        if ranges.calibration_method != method or not ranges.data:
+            raise ValueError("wrong calibration method or no tensors")
+        for data in ranges.data.values():
+            low, high = data.range_value
+            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                raise ValueError("non-finite range")
         return True
-    except Exception as exc:  # truncated JSON, wrong keys, wrong dtypes: all mean "rebuild"
-        _log.warning("calibration cache %s is corrupt (%s): rebuilding it", path, type(exc).__name__)
+    except Exception as exc:  # truncated JSON, wrong keys, dtypes or method: all mean "rebuild"
+        _log.warning("calibration cache %s is corrupt (%s: %s): rebuilding it", path, type(exc).__name__, exc)
         path.unlink(missing_ok=True)
         return False
+
+
+def _calibrate(prepared: Path, calibration: CalibrationData, method: Any, cache_file: Path, tmp: Path) -> None:
+    """Measure activation ranges and store them in ``cache_file`` (ORT's calibration cache format).
+
+    Done here rather than inside ``quantize_static`` so that entropy calibration gets a real
+    search: ORT's default of 128 histogram bins for 128 quantized bins leaves one candidate
+    threshold, which makes entropy identical to min/max.
+    """
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    extra = {"num_bins": 2048, "num_quantized_bins": 128} if method == CalibrationMethod.Entropy else {}
+    calibrator = create_calibrator(
+        prepared,
+        None,
+        augmented_model_path=str(tmp / "augmented.onnx"),
+        calibrate_method=method,
+        extra_options=extra,
+    )
+    calibration.rewind()
+    chatter = io.StringIO()  # ORT prints histogram progress for entropy/percentile: keep stdout clean
+    try:
+        with contextlib.redirect_stdout(chatter):
+            calibrator.collect_data(calibration)
+            ranges = calibrator.compute_data()
+    except Exception as exc:
+        raise ConversionError(f"{prepared.name}: calibration failed: {exc}") from exc
+    finally:
+        calibration.rewind()
+        if chatter.getvalue():
+            _log.debug("onnxruntime calibration: %s", chatter.getvalue().strip())
+    save_tensors_data(ranges, cache_file)
 
 
 def _static(
@@ -299,28 +353,19 @@ def _static(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[options.method]
-    kwargs: dict[str, Any] = {}
-    cache_file: Path | None = None
-    hit = False
-    if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
-        cache_file = _calibration_cache(source, calibration, options, cache_folder)
-        hit = _cache_is_usable(cache_file)
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        kwargs["calibration_cache_path"] = str(cache_file)
     if options.target == "tensorrt":
         activations = QuantType.QInt8
         extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
     else:
         activations = QuantType.QUInt8
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
-    calibration.rewind()
-    chatter = io.StringIO()  # ORT prints histogram progress for entropy/percentile: keep stdout clean
-    try:
-        with contextlib.redirect_stdout(chatter):
+
+    def run(reader: CalibrationData | None, **kwargs: Any) -> None:
+        try:
             quantize_static(
                 str(prepared),
                 str(output),
-                None if hit else calibration,
+                reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=options.per_channel,
                 reduce_range=options.resolved_reduce_range(),
@@ -331,12 +376,31 @@ def _static(
                 extra_options=extra,
                 **kwargs,
             )
-    except Exception as exc:
-        raise ConversionError(f"{source.path}: onnxruntime static quantization failed: {exc}") from exc
-    finally:
+        except Exception as exc:
+            raise ConversionError(f"{source.path}: onnxruntime static quantization failed: {exc}") from exc
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        _log.info("this onnxruntime has no calibration cache: calibrating on every run")
         calibration.rewind()
-        if chatter.getvalue():
-            _log.debug("onnxruntime calibration: %s", chatter.getvalue().strip())
+        with contextlib.redirect_stdout(io.StringIO()):
+            run(calibration)
+        return None, False
+    cache_file = _calibration_cache(source, calibration, options, cache_folder)
+    hit = _cache_is_usable(cache_file, method)
+    if not hit:
+        _calibrate(prepared, calibration, method, cache_file, prepared.parent)
+    try:
+        run(None, calibration_cache_path=str(cache_file))
+    except ConversionError as exc:
+        if not hit:
+            raise
+        _log.warning(
+            "calibration cache %s is corrupt (its ranges do not fit the model: %s): rebuilding it", cache_file, exc
+        )
+        cache_file.unlink(missing_ok=True)
+        _calibrate(prepared, calibration, method, cache_file, prepared.parent)
+        run(None, calibration_cache_path=str(cache_file))
+        hit = False
     return cache_file, hit
 
 

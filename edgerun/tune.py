@@ -23,7 +23,7 @@ import numpy as np
 
 from .calibration import CalibrationData
 from .compare import Comparison, ModelRow, compare
-from .errors import EdgerunError
+from .errors import ConfigError, ConversionError, EdgerunError
 from .model import ModelFile
 from .quantize import QuantizeOptions, quantize
 
@@ -89,6 +89,8 @@ def tune(
     progress: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """Build every variant of ``model``, measure them, and copy the fastest within budget to ``output``."""
+    if max_accuracy_drop < 0:
+        raise ConfigError(f"the quality budget (max_accuracy_drop) must be >= 0 points, got {max_accuracy_drop}")
     reference = ModelFile.open(model)
     variants = list(variants) if variants is not None else default_variants()
     skipped: dict[str, str] = {}
@@ -107,6 +109,9 @@ def tune(
                 continue
             paths.append(str(target))
             names.append(variant.name)
+        if len(paths) == 1:
+            reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items()) or "no variants given"
+            raise ConversionError(f"{reference.path}: no variant could be built ({reasons})")
         if progress:
             progress(f"measuring {len(paths)} models")
         comparison = compare(
