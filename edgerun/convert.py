@@ -15,12 +15,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cache import atomic_path
 from .errors import ConfigError, ConversionError, EdgerunError
 from .model import ModelFile, graph_tensors
+
+if TYPE_CHECKING:
+    import onnx
 
 SENSITIVE_OPS = (
     "Exp",
@@ -44,7 +48,8 @@ class ConvertResult:
     output: Path
     fp16_tensors: int
     clamped_values: int
-    """Weights too small (or large) for FP16, clamped to its range by the converter."""
+    """Weight values too small (|w| < 5.96e-8, not 0) or too large (> 65504) for FP16, which the
+    converter clamps to FP16's range."""
     blocked_ops: tuple[str, ...]
     max_abs_error: float | None
     """Largest output difference to the FP32 model on seeded random inputs (None if not runnable)."""
@@ -81,7 +86,8 @@ def convert_fp16(
             converted = float16.convert_float_to_float16(proto, keep_io_types=True, op_block_list=list(blocked))
         except Exception as exc:
             raise ConversionError(f"{source.path}: FP16 conversion failed: {exc}") from exc
-    clamped = sum(1 for w in caught if "truncated" in str(w.message))
+    del caught  # the converter warns once per tensor; the count below is per value
+    clamped = _out_of_fp16_range(proto)
     fp16_count = sum(1 for t in graph_tensors(converted.graph) if t.data_type == onnx.TensorProto.FLOAT16)
     if fp16_count == 0:
         raise ConversionError(f"{source.path}: FP16 conversion changed no weights (no float tensors to convert)")
@@ -120,3 +126,16 @@ def _validate(
     if not np.isfinite(error):
         raise ConversionError(f"{source.path}: the FP16 model produces non-finite outputs where FP32 does not")
     return error, {k: list(v.shape) for k, v in feeds.items()}
+
+
+def _out_of_fp16_range(proto: onnx.ModelProto) -> int:
+    """How many float32 weight values FP16 cannot hold (they get clamped)."""
+    from onnx import TensorProto, numpy_helper
+
+    count = 0
+    for tensor in graph_tensors(proto.graph):
+        if tensor.data_type != TensorProto.FLOAT:
+            continue
+        magnitude = np.abs(numpy_helper.to_array(tensor))
+        count += int(np.count_nonzero((magnitude > 65504) | ((magnitude > 0) & (magnitude < 5.96e-8))))
+    return count
