@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .cli_common import CONTEXT, backend_options, emit_json, err, options_for, out
 from .cli_precision import compare_cmd, convert_cmd, quantize_cmd, tune_cmd
+from .cli_trt import build_cmd, cache_cmd, selftest_cmd
 from .errors import EdgerunError, ThresholdError
 
 
@@ -205,7 +206,7 @@ def bench(
         raise SystemExit(3)
 
 
-for _command in (quantize_cmd, convert_cmd, compare_cmd, tune_cmd):
+for _command in (quantize_cmd, convert_cmd, compare_cmd, tune_cmd, build_cmd, cache_cmd, selftest_cmd):
     cli.add_command(_command)
 
 

@@ -105,6 +105,27 @@ class BackendError(EdgerunError):
     """The backend failed while running a model that it had accepted."""
 
 
+class CudaUnavailableError(BackendUnavailableError):
+    """CUDA cannot be used here: no cuda-python, no NVIDIA driver, or no device; ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class CudaError(BackendError):
+    """A CUDA runtime call failed: ``call`` names it, ``error_name`` is CUDA's (``cudaErrorMemoryAllocation``)."""
+
+    def __init__(self, call: str, error_name: str, description: str | None = None, code: int | None = None) -> None:
+        self.call = call
+        self.error_name = error_name
+        self.description = description
+        self.code = code
+        super().__init__(
+            f"{call} failed: {error_name} ({description})" if description else f"{call} failed: {error_name}"
+        )
+
+
 class SessionClosedError(EdgerunError):
     """A call on a session after ``close()``."""
 

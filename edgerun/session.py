@@ -146,6 +146,7 @@ def load(
     quantization = options.pop("quantization", None)
     path, card = models.resolve(model)
     model_file = ModelFile.open(Path(path))
+    source_sha256 = model_file.sha256
     if isinstance(device, DeviceProfile):
         profile, device_request = device, "auto"
     else:
@@ -167,4 +168,7 @@ def load(
         )
         model_file = ModelFile.open(artifact.path)
         plan = replace(plan, artifact=str(artifact.path), reasons=(*plan.reasons, f"model: {artifact.detail}"))
+    if plan.backend == "tensorrt":  # what the engine cache groups by, and shapes for free dimensions
+        internal = {"_source_sha256": source_sha256, "_typical_shapes": card.input_shapes if card else None}
+        plan = replace(plan, options={**plan.options, **internal})
     return Session(model_file, plan, opener(model_file, plan), card)

@@ -26,7 +26,10 @@ TREES = ("jetson-orin", "jetson-xavier", "rpi4", "x86-desktop", "x86-cpu-only")
 NO_GPU = ("rpi4", "x86-cpu-only")
 WITH_GPU = ("jetson-orin", "jetson-xavier", "x86-desktop")
 FALLBACK = "TensorRT not available: using onnxruntime CPU"
-TRT_MISSING = "the tensorrt Python package is not importable"
+TRT_MISSING = (
+    "the tensorrt Python package is not importable "
+    "(JetPack: apt install python3-libnvinfer; desktop: pip install 'edgerun[tensorrt]')"
+)
 EXPECTED_THREADS = {"jetson-orin": 12, "jetson-xavier": 8, "rpi4": 4, "x86-desktop": 16, "x86-cpu-only": 1}
 EXPECTED_KIND = {
     "jetson-orin": "jetson",
@@ -141,13 +144,12 @@ def test_device_cpu_on_a_jetson_says_so_in_the_fallback() -> None:
 
 
 @cpu_only_host
-def test_installed_tensorrt_without_an_engine_backend_is_explained() -> None:
-    version = f"10.3.0-{uuid.uuid4().hex[:8]}"
-    orin = with_tensorrt("jetson-orin", version)
+def test_tensorrt_listed_by_the_profile_but_not_importable_here_is_explained() -> None:
+    """The probe asks the running Python, not the profile: a copied profile cannot fake TensorRT."""
+    orin = with_tensorrt("jetson-orin", "10.3.0")
     plan = make_plan(student(), orin)
-    why = f"TensorRT {version} is installed, but this edgerun release has no TensorRT engine backend yet"
-    assert plan.fallbacks == (f"{FALLBACK} ({why})",)
-    with pytest.raises(edgerun.BackendUnavailableError, match="no TensorRT engine backend yet"):
+    assert plan.fallbacks == (f"{FALLBACK} ({TRT_MISSING})",)
+    with pytest.raises(edgerun.BackendUnavailableError, match="tensorrt Python package is not importable"):
         make_plan(student(), orin, backend="tensorrt")
 
 
@@ -327,7 +329,8 @@ def test_fallback_is_logged_once_at_info_without_gpu_and_warning_with_one(
 @cpu_only_host
 def test_fallback_on_a_gpu_device_is_a_warning_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="edgerun")
-    orin = with_tensorrt("jetson-orin", f"unique-{uuid.uuid4().hex}")  # a message no earlier test logged
+    _logging._seen.clear()  # earlier tests logged the same message
+    orin = profile("jetson-orin")
     plan = make_plan(student(), orin)
     (logged,) = _records(caplog, plan.fallbacks[0])
     assert logged.levelno == logging.WARNING

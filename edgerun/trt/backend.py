@@ -1,0 +1,281 @@
+"""The TensorRT backend: a cached engine, the v3 execution API, reused buffers and CUDA graphs.
+
+On the model's first load an engine is built from the (precision-converted) ONNX and cached;
+later loads deserialize it. A call copies inputs into pinned host buffers, then to device
+buffers that are reused across calls; like Polygraphy's runner it only calls
+``set_input_shape`` / ``set_tensor_address`` when a shape or an address changed. With CUDA
+graphs on, the first call of each input-shape bucket enqueues normally, the second captures
+``execute_async_v3`` into a graph, and later calls replay it; if capture fails the backend
+falls back to plain enqueue for that bucket and logs it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import cuda
+from .._logging import log_once
+from ..backends.base import Availability, BackendEntry
+from ..errors import BackendError, BackendUnavailableError, CudaError, UnsupportedModelError
+from . import api
+from .build import BuildSettings, build_engine
+from .cache import EngineCache, EngineKey
+from .profiles import Profile, bucket, parse_batch_range, parse_shape_range, plan_profile
+
+if TYPE_CHECKING:
+    from ..device import DeviceProfile
+    from ..model import ModelFile
+    from ..plan import Plan
+
+_log = logging.getLogger("edgerun")
+
+OPTIONS = {
+    "cuda_graphs": "replay a CUDA graph per input-shape bucket (default: on for Jetson, off elsewhere)",
+    "batch": "optimization profile batch range, 'MIN:OPT:MAX' (default 1:1:8 for dynamic batch)",
+    "shapes": "per-input shape ranges, {'x': 'MIN:OPT:MAX'} with shapes like 1x3x224x224",
+    "workspace_mb": "builder workspace limit in MiB",
+    "opt_level": "builder optimisation level 0-5",
+    "dla_core": "build for this DLA core (Jetson), with GPU fallback",
+    "low_memory": "cap builder memory for 4-8 GB Jetsons",
+    "timing_cache": "path of a persistent timing cache",
+    "engine_cache": "engine cache folder (default: the user cache)",
+}
+
+
+def probe(profile: DeviceProfile, device: str) -> Availability:
+    """TensorRT needs an NVIDIA GPU, the tensorrt package and a working CUDA driver; says all that is missing."""
+    reasons = []
+    if device == "cpu":
+        reasons.append("device cpu requested")
+    if not profile.has_nvidia_gpu:
+        reasons.append(f"no NVIDIA GPU on this {profile.kind} device")
+    version = profile.versions.get("tensorrt")
+    try:
+        version = api.tensorrt().__version__
+    except BackendUnavailableError as exc:
+        reasons.append(str(exc))
+    if reasons:
+        return Availability(False, "; ".join(reasons), version)
+    reason = cuda.unavailable_reason()
+    if reason is not None:
+        return Availability(False, f"CUDA is not usable: {reason}", version)
+    return Availability(True, f"TensorRT {version} engine", version, ("cuda:0",))
+
+
+def precisions(model: ModelFile) -> tuple[str, ...]:
+    """GPUs default to FP16 (built from an FP16 ONNX); Q/DQ and FP16 models run as they are."""
+    return ("fp16", "fp32", "int8") if model.precision == "fp32" else (model.precision,)
+
+
+@dataclass
+class _Binding:
+    """One I/O tensor: its device buffer, pinned host mirror and what was last set on the context."""
+
+    name: str
+    dtype: np.dtype[Any]
+    is_input: bool
+    device: Any
+    host: Any = None
+    shape: tuple[int, ...] | None = None
+    address: int | None = None
+
+
+class TensorRTBackend:
+    """One engine, one execution context and one stream; calls are serialized by a lock."""
+
+    def __init__(self, model: ModelFile, plan: Plan) -> None:
+        self.inputs = model.inputs
+        self.outputs = model.outputs
+        self._name = model.path.name
+        self._trt = trt = api.tensorrt()
+        options = dict(plan.options)
+        gpu = cuda.device_info(0)
+        self.profile = _profile(model, options)
+        self.settings = BuildSettings(
+            precision=plan.precision,
+            profile=self.profile,
+            workspace_mb=options.get("workspace_mb"),
+            opt_level=options.get("opt_level"),
+            timing_cache=options.get("timing_cache"),
+            dla_core=options.get("dla_core"),
+            low_memory=bool(options.get("low_memory", False)),
+        )
+        key = EngineKey(
+            model_sha256=model.sha256,
+            source_sha256=str(options.get("_source_sha256") or model.sha256),
+            precision=plan.precision,
+            tensorrt=trt.__version__,
+            gpu=gpu.name,
+            compute_capability=gpu.compute_capability,
+            profile=self.profile.key(),
+            flags=self.settings.flag_names(api.version_tuple(trt)[0]),
+            settings=self.settings.key(),
+        )
+        self._logger = api.make_logger(trt)
+        self._runtime = trt.Runtime(self._logger)
+        cache = EngineCache(options.get("engine_cache"))
+        self.engine_path = cache.path_for(key)
+        engine_bytes = cache.lookup(key, self._deserialize)
+        self.cache_hit = engine_bytes is not None
+        if engine_bytes is None:
+            with cache.build_lock(key):
+                engine_bytes = cache.lookup(key, self._deserialize)  # another process may have built it
+                if engine_bytes is None:
+                    _log.info("building TensorRT engine for %s (%s)", self._name, plan.precision)
+                    engine_bytes = build_engine(model.path, self.settings)
+                    self._deserialize(engine_bytes)
+                    cache.store(key, engine_bytes, {"model": str(model.path)})
+        self._engine = self._deserialize(engine_bytes)
+        self._context = self._engine.create_execution_context()
+        self._stream = cuda.Stream()
+        self._bindings = self._make_bindings()
+        self._graphs: dict[tuple[Any, ...], Any] = {}
+        self._seen: set[tuple[Any, ...]] = set()
+        self._no_graph: set[tuple[Any, ...]] = set()
+        self.cuda_graphs = bool(options.get("cuda_graphs", plan.device_kind == "jetson"))
+        self._lock = threading.Lock()
+
+    def _deserialize(self, data: bytes) -> Any:
+        engine = self._runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise BackendError(f"TensorRT could not deserialize the engine for {self._name}")
+        return engine
+
+    def _make_bindings(self) -> dict[str, _Binding]:
+        trt, engine = self._trt, self._engine
+        bindings = {}
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            bindings[name] = _Binding(
+                name=name,
+                dtype=api.numpy_dtype(trt, engine.get_tensor_dtype(name)),
+                is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                device=cuda.DeviceBuffer(),
+            )
+        expected = {s.name for s in (*self.inputs, *self.outputs)}
+        if set(bindings) != expected:
+            raise UnsupportedModelError(
+                None, f"engine tensors {sorted(bindings)} differ from the model's I/O {sorted(expected)}"
+            )
+        return bindings
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.profile.check({k: v.shape for k, v in feeds.items()}, self._name)
+        with self._lock:
+            try:
+                return self._run_locked(feeds)
+            except CudaError as exc:
+                raise BackendError(f"TensorRT run of {self._name} failed: {exc}") from exc
+
+    def run_single(self, array: np.ndarray) -> dict[str, np.ndarray]:
+        return self.run({self.inputs[0].name: array})
+
+    def _run_locked(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        context, stream = self._context, self._stream
+        changed = False
+        for name, array in feeds.items():
+            binding = self._bindings[name]
+            if binding.shape != array.shape:
+                context.set_input_shape(name, array.shape)
+                binding.shape = array.shape
+                changed = True
+            changed |= self._ensure(binding, array.shape)
+            np.copyto(binding.host.array, array, casting="no")
+            cuda.copy_to_device(binding.device.ptr, binding.host.array, stream)
+        outputs = [b for b in self._bindings.values() if not b.is_input]
+        for binding in outputs:
+            shape = tuple(context.get_tensor_shape(binding.name))
+            if any(d < 0 for d in shape):
+                raise UnsupportedModelError(
+                    None, f"{self._name}: output '{binding.name}' has a data-dependent shape; not supported yet"
+                )
+            binding.shape = shape
+            changed |= self._ensure(binding, shape)
+        if changed:
+            self._graphs.clear()  # graphs replay recorded addresses and shapes
+        key = bucket({name: array.shape for name, array in feeds.items()})
+        self._enqueue(key)
+        for binding in outputs:
+            cuda.copy_to_host(binding.host.array, binding.device.ptr, stream)
+        stream.synchronize()
+        return {b.name: b.host.array.copy() for b in outputs}
+
+    def _ensure(self, binding: _Binding, shape: tuple[int, ...]) -> bool:
+        """Size the buffers for ``shape``; set the tensor address on the context when it moved."""
+        nbytes = int(np.prod(shape, dtype=np.int64)) * binding.dtype.itemsize
+        binding.device.ensure(nbytes)
+        if binding.host is None or binding.host.array.shape != shape:
+            if binding.host is not None:
+                binding.host.close()
+            binding.host = cuda.PinnedArray(shape, binding.dtype)
+        if binding.address != binding.device.ptr:
+            self._context.set_tensor_address(binding.name, binding.device.ptr)
+            binding.address = binding.device.ptr
+            return True
+        return False
+
+    def _enqueue(self, key: tuple[Any, ...]) -> None:
+        graph = self._graphs.get(key)
+        if graph is not None:
+            graph.launch(self._stream)
+            return
+        if self.cuda_graphs and key in self._seen and key not in self._no_graph:
+            try:
+                graph = cuda.CudaGraph.capture(self._stream, self._execute)
+                self._graphs[key] = graph
+                graph.launch(self._stream)
+                return
+            except CudaError as exc:
+                self._no_graph.add(key)
+                log_once(_log, logging.WARNING, f"CUDA graph capture failed for {self._name}: plain enqueue ({exc})")
+        self._seen.add(key)  # the first call per bucket runs plainly: TensorRT initializes on it
+        self._execute()
+
+    def _execute(self) -> None:
+        if not self._context.execute_async_v3(self._stream.ptr):
+            raise BackendError(f"TensorRT execute_async_v3 failed for {self._name}")
+
+    def close(self) -> None:
+        for graph in self._graphs.values():
+            graph.close()
+        self._graphs.clear()
+        for binding in getattr(self, "_bindings", {}).values():
+            binding.device.close()
+            if binding.host is not None:
+                binding.host.close()
+        if hasattr(self, "_stream"):
+            self._stream.close()
+
+
+def _profile(model: ModelFile, options: dict[str, Any]) -> Profile:
+    batch = options.get("batch")
+    shapes = options.get("shapes")
+    ranges = None
+    if shapes:
+        ranges = dict(parse_shape_range(f"{k}={v}") for k, v in dict(shapes).items())
+    return plan_profile(
+        model.inputs,
+        batch=parse_batch_range(str(batch)) if batch is not None else None,
+        shapes=ranges,
+        typical=options.get("_typical_shapes"),
+    )
+
+
+def open_backend(model: ModelFile, plan: Plan) -> TensorRTBackend:
+    return TensorRTBackend(model, plan)
+
+
+ENTRY = BackendEntry(
+    name="tensorrt",
+    title="TensorRT",
+    probe=probe,
+    opener=open_backend,
+    options=OPTIONS,
+    precisions=precisions,
+)

@@ -1,0 +1,129 @@
+"""Engine build recipes: a small TOML file per model and target, kept in the repo's ``engines/``.
+
+A recipe pins what an engine is built from, so a fleet builds the same engine on every device::
+
+    model = "ppocr-det"              # bundled name, or a path relative to the recipe
+    precision = "fp16"               # fp32 | fp16 | int8
+    batch = "1:1:4"                  # or [shapes] x = "1x3x480x480:1x3x480x480:4x3x480x480"
+    calibration = "../calibration/photos"   # int8: image folder or .npy/.npz, relative to the recipe
+    workspace_mb = 1024
+    opt_level = 3
+    dla_core = 0                     # Jetson DLA, with GPU fallback
+    low_memory = false
+    target = "Jetson Orin, JetPack 6.1 (TensorRT 10.3)"   # for people: where it was validated
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+PRECISIONS = ("fp32", "fp16", "int8")
+_KNOWN = {
+    "model",
+    "precision",
+    "batch",
+    "shapes",
+    "calibration",
+    "workspace_mb",
+    "opt_level",
+    "dla_core",
+    "low_memory",
+    "version_compatible",
+    "target",
+    "notes",
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    model: str
+    precision: str
+    batch: str | None = None
+    shapes: dict[str, str] = field(default_factory=dict)
+    calibration: Path | None = None
+    workspace_mb: int | None = None
+    opt_level: int | None = None
+    dla_core: int | None = None
+    low_memory: bool = False
+    version_compatible: bool = False
+    target: str = ""
+
+    def load_options(self) -> dict[str, Any]:
+        """The ``edgerun.load`` options this recipe stands for (TensorRT backend options)."""
+        options: dict[str, Any] = {}
+        for name in ("batch", "workspace_mb", "opt_level", "dla_core"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = value
+        if self.shapes:
+            options["shapes"] = dict(self.shapes)
+        if self.low_memory:
+            options["low_memory"] = True
+        if self.calibration is not None:
+            options["calibration"] = str(self.calibration)
+        return options
+
+
+def read_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Parse and check a recipe; relative paths are taken from the recipe's folder."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read recipe: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: recipe is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        raise ConfigError(f"{path}: unknown recipe keys {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
+    for required in ("model", "precision"):
+        if required not in data:
+            raise ConfigError(f"{path}: recipe needs '{required}'")
+    if data["precision"] not in PRECISIONS:
+        raise ConfigError(f"{path}: precision {data['precision']!r} is not one of {', '.join(PRECISIONS)}")
+    if data["precision"] == "int8" and "calibration" not in data:
+        raise ConfigError(f"{path}: an int8 recipe needs 'calibration' (an image folder or array file)")
+    if "batch" in data and "shapes" in data:
+        raise ConfigError(f"{path}: give 'batch' or 'shapes', not both")
+    model = str(data["model"])
+    if "/" in model or model.endswith(".onnx"):
+        model = str((path.parent / model).resolve())
+    calibration = (path.parent / str(data["calibration"])).resolve() if "calibration" in data else None
+    try:
+        return Recipe(
+            path=path,
+            model=model,
+            precision=str(data["precision"]),
+            batch=str(data["batch"]) if "batch" in data else None,
+            shapes={str(k): str(v) for k, v in dict(data.get("shapes", {})).items()},
+            calibration=calibration,
+            workspace_mb=_int(data, "workspace_mb", path),
+            opt_level=_int(data, "opt_level", path),
+            dla_core=_int(data, "dla_core", path),
+            low_memory=bool(data.get("low_memory", False)),
+            version_compatible=bool(data.get("version_compatible", False)),
+            target=str(data.get("target", "")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _int(data: dict[str, Any], key: str, path: Path) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{path}: '{key}' must be a non-negative integer, got {value!r}")
+    return value
