@@ -186,7 +186,11 @@ class TensorRTBackend:
                 binding.shape = array.shape
                 changed = True
             changed |= self._ensure(binding, array.shape)
-            np.copyto(binding.host.array, array, casting="no")
+            if array.dtype != binding.dtype:
+                raise BackendError(
+                    f"{self._name}: the engine takes '{name}' as {binding.dtype}, the model as {array.dtype}"
+                )
+            np.copyto(binding.host.array, array)
             cuda.copy_to_device(binding.device.ptr, binding.host.array, stream)
         outputs = [b for b in self._bindings.values() if not b.is_input]
         for binding in outputs:
@@ -197,8 +201,10 @@ class TensorRTBackend:
                 )
             binding.shape = shape
             changed |= self._ensure(binding, shape)
-        if changed:
-            self._graphs.clear()  # graphs replay recorded addresses and shapes
+        if changed:  # graphs replay recorded addresses and shapes: they are stale now
+            for graph in self._graphs.values():
+                graph.close()
+            self._graphs.clear()
         key = bucket({name: array.shape for name, array in feeds.items()})
         self._enqueue(key)
         for binding in outputs:
