@@ -416,9 +416,11 @@ def test_cuda_index_reaches_the_gpu_execution_providers() -> None:
         device="cuda:1",
         targets=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
     )
-    assert _providers(plan) == [
-        ("TensorrtExecutionProvider", {"device_id": "1"}),
-        ("CUDAExecutionProvider", {"device_id": "1"}),
-        "CPUExecutionProvider",
-    ]
+    providers = _providers(plan)
+    trt_name, trt_options = providers[0]
+    assert trt_name == "TensorrtExecutionProvider"
+    assert trt_options["device_id"] == "1"
+    assert trt_options["trt_engine_cache_enable"] == "True"
+    assert trt_options["trt_engine_cache_path"].endswith("ort-tensorrt"), "ORT's engines go to edgerun's cache"
+    assert providers[1:] == [("CUDAExecutionProvider", {"device_id": "1"}), "CPUExecutionProvider"]
     assert _providers(make_plan(student(), profile("rpi4"))) == ["CPUExecutionProvider"]

@@ -150,11 +150,33 @@ def _closed(*args: Any) -> None:
 
 
 def _providers(plan: Plan) -> list[str | tuple[str, dict[str, Any]]]:
-    """The plan's execution providers, with the GPU index of ``cuda:N`` passed to the GPU ones."""
+    """The plan's execution providers, with the GPU index of ``cuda:N`` passed to the GPU ones.
+
+    ONNX Runtime's TensorRT provider builds engines too: they and its timing cache go to
+    edgerun's cache, so that it does not rebuild on every start either.
+    """
     if not plan.device.startswith("cuda:"):
         return list(plan.targets)
+    from ..cache import cache_dir
+
     device_id = plan.device.split(":", 1)[1]
-    return [(t, {"device_id": device_id}) if t != "CPUExecutionProvider" else t for t in plan.targets]
+    providers: list[str | tuple[str, dict[str, Any]]] = []
+    for target in plan.targets:
+        if target == "CPUExecutionProvider":
+            providers.append(target)
+        elif target == "TensorrtExecutionProvider":
+            folder = str(cache_dir() / "ort-tensorrt")
+            options = {
+                "device_id": device_id,
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": folder,
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": folder,
+            }
+            providers.append((target, options))
+        else:
+            providers.append((target, {"device_id": device_id}))
+    return providers
 
 
 def _direct_run(session: Any) -> Any:
