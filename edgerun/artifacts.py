@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .cache import atomic_path, cache_dir, digest, read_json, write_json
+from .cache import atomic_path, cache_dir, digest, read_json, writable, write_json
 from .errors import EdgerunError, UnsupportedPrecisionError
 from .model import ModelFile
 
@@ -62,7 +62,7 @@ def precision_artifact(
             f"{model.path}: edgerun cannot convert an {model.precision} model to {precision}"
         )
     key = digest(model.sha256, settings)
-    entry = (folder or cache_dir() / "models") / model.sha256[:16] / f"{precision}-{key[:16]}.onnx"
+    entry = writable(folder or cache_dir() / "models") / model.sha256[:16] / f"{precision}-{key[:16]}.onnx"
     manifest_path = entry.with_suffix(".json")
     if _valid(entry, manifest_path, model):
         return Artifact(entry, precision, False, f"{precision} model from the cache ({entry})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -58,3 +59,32 @@ def digest(*parts: Any) -> str:
     """A stable SHA-256 of JSON-serialisable parts: the key of a cache entry."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def writable(folder: Path) -> Path:
+    """``folder`` if edgerun can write there, else a private temporary one (with a warning)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+        return folder
+    except OSError as exc:
+        fallback = _private_temp() / folder.name
+        fallback.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("edgerun").warning(
+            "cache folder %s is not writable (%s): using %s", folder, exc.strerror or exc, fallback
+        )
+        return fallback
+
+
+def _private_temp() -> Path:
+    """A temp folder only this user can write: another user cannot plant engines or models in it."""
+    base = Path(tempfile.gettempdir()) / f"edgerun-{os.getuid()}"
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        info = base.lstat()
+        if base.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise PermissionError("not private")
+        return base
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="edgerun-"))

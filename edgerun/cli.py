@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from . import __version__
 from .cli_common import CONTEXT, backend_options, emit_json, err, options_for, out
@@ -201,7 +202,7 @@ def bench(
     render_bench(out, result)
     if json_path is not None:
         emit_json(result.to_dict(), json_path)
-        out.print(f"report written to {json_path}")
+        out.print(f"report written to {escape(str(json_path))}")
     if fail_on_miss and not result.meets_deadline:
         raise SystemExit(3)
 
@@ -225,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return int(exc.exit_code)
     except ThresholdError as exc:
-        err.print(f"[bold red]threshold violated:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]threshold violated:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 3
     except EdgerunError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from .cli_common import emit_json, err, out, threads_option
 
@@ -145,13 +146,13 @@ def quantize_cmd(
         return
     ops = ", ".join(f"{n} {op}" for op, n in sorted(result.quantized.items())) or "none"
     left = ", ".join(f"{n} {op}" for op, n in sorted(result.float_ops.items())) or "none"
-    out.print(f"wrote {result.output} ({mode} INT8, target {target}, {result.seconds:.1f} s)")
+    out.print(escape(f"wrote {result.output} ({mode} INT8, target {target}, {result.seconds:.1f} s)"))
     out.print(f"  quantized: {ops}; left in float: {left}; {result.qdq_nodes} Q/DQ nodes")
     if data is not None:
         cache = "reused" if result.calibration_cache_hit else "computed and cached"
-        out.print(f"  calibration: {data.count} samples of {data.source}, {method} ranges {cache}")
+        out.print(escape(f"  calibration: {data.count} samples of {data.source}, {method} ranges {cache}"))
     for warning in result.warnings:
-        err.print(f"[bold red]warning:[/bold red] {warning}")
+        err.print(f"[bold red]warning:[/bold red] {escape(warning)}")
     if target == "tensorrt":
         out.print("  tip: for ONNX Runtime on a CPU, --target cpu is the layout its kernels fuse (faster there)")
 
@@ -178,7 +179,7 @@ def convert_cmd(
     if as_json:
         emit_json({**result.__dict__, "output": str(result.output)})
         return
-    out.print(f"wrote {result.output} ({result.fp16_tensors} tensors in FP16, {result.seconds:.1f} s)")
+    out.print(escape(f"wrote {result.output} ({result.fp16_tensors} tensors in FP16, {result.seconds:.1f} s)"))
     if result.max_abs_error is None:
         out.print("  loaded, not run: give --shape for inputs with free dimensions to compare it with FP32")
     else:
@@ -249,7 +250,7 @@ def compare_cmd(
     problems = result.violations(max_accuracy_drop=max_accuracy_drop, min_cosine=min_cosine)
     if problems:
         for problem in problems:
-            err.print(f"[bold red]FAIL[/bold red] {problem}")
+            err.print(f"[bold red]FAIL[/bold red] {escape(problem)}")
         raise ThresholdError("; ".join(problems))
 
 
@@ -338,7 +339,7 @@ def tune_cmd(
         )
     _render_comparison(result.comparison)
     for name, reason in result.skipped.items():
-        err.print(f"[yellow]skipped[/yellow] {name}: {reason}")
+        err.print(f"[yellow]skipped[/yellow] {escape(name)}: {escape(reason)}")
     drop = result.drops[result.chosen]
     out.print(
         f"chosen: [bold]{result.chosen}[/bold] (quality drop {drop:.2f} points <= {max_accuracy_drop:g}; "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from .cli_common import emit_json, err, out
 
@@ -67,13 +68,15 @@ def build_cmd(
         options["shapes"] = {s.partition("=")[0]: s.partition("=")[2] for s in shapes}
     if low_memory:
         options["low_memory"] = True
+    if version_compatible:
+        options["version_compatible"] = True
     started = time.perf_counter()
     with load(model, backend="tensorrt", precision=precision or "fp16", **options) as session:
         backend = session._backend
         seconds = time.perf_counter() - started
         state = "found in the cache" if getattr(backend, "cache_hit", False) else "built"
-        out.print(f"engine {state} in {seconds:.1f} s: {getattr(backend, 'engine_path', '?')}")
-        out.print(session.plan.describe())
+        out.print(f"engine {state} in {seconds:.1f} s: {escape(str(getattr(backend, 'engine_path', '?')))}")
+        out.print(escape(session.plan.describe()))
 
 
 @click.group("cache")
@@ -100,7 +103,7 @@ def cache_list(cache_dir: Path | None, as_json: bool) -> None:
     if as_json:
         emit_json([{"path": str(e.path), "size_bytes": e.size_bytes, **e.manifest} for e in entries])
         return
-    out.print(f"{len(entries)} engine(s) in {cache.root}")
+    out.print(f"{len(entries)} engine(s) in {escape(str(cache.root))}")
     for entry in entries:
         key = entry.manifest.get("key", {})
         out.print(
@@ -119,7 +122,9 @@ def cache_verify(cache_dir: Path | None) -> None:
         err.print("TensorRT is not importable here: checking files against manifests only")
     results = cache.verify(check)
     for path, problem in results.items():
-        out.print(f"  {'ok' if problem is None else 'REMOVED'}  {path.name}" + (f"  ({problem})" if problem else ""))
+        out.print(
+            escape(f"  {'ok' if problem is None else 'REMOVED'}  {path.name}" + (f"  ({problem})" if problem else ""))
+        )
     sound = sum(p is None for p in results.values())
     out.print(f"{sound} sound, {len(results) - sound} removed")
 
@@ -160,11 +165,8 @@ def selftest_cmd(json_path: Path | None) -> None:
     colours = {"pass": "green", "fail": "red", "skip": "yellow"}
     for check in report.checks:
         figures = ", ".join(f"{k} {v:.4g}" for k, v in check.figures.items())
-        out.print(
-            f"[{colours[check.status]}]{check.status.upper():4}[/] {check.name}"
-            + (f": {check.detail}" if check.detail else "")
-            + (f" [{figures}]" if figures else "")
-        )
+        text = check.name + (f": {check.detail}" if check.detail else "") + (f" [{figures}]" if figures else "")
+        out.print(f"[{colours[check.status]}]{check.status.upper():4}[/] {escape(text)}")
     if json_path is not None:
         emit_json(report.to_dict(), json_path)
     if not report.ok:

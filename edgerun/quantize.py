@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .cache import atomic_path, cache_dir, digest
+from .cache import atomic_path, cache_dir, digest, writable
 from .errors import ConfigError, ConversionError
 from .model import ModelFile
 
@@ -279,7 +279,7 @@ def _calibration_cache(source: ModelFile, data: CalibrationData, options: Quanti
     import onnxruntime
 
     key = digest(source.sha256, data.sha256, options.method, _CALIBRATOR_SETTINGS, onnxruntime.__version__, __version__)
-    return (folder or cache_dir() / "calibration") / f"{source.sha256[:16]}-{options.method}-{key[:16]}.json"
+    return writable(folder or cache_dir() / "calibration") / f"{source.sha256[:16]}-{options.method}-{key[:16]}.json"
 
 
 def _cache_is_usable(path: Path, method: Any) -> bool:

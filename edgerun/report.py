@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .bench import BenchResult
@@ -91,16 +92,16 @@ def render_model(console: Console, report: dict[str, Any]) -> None:
 
 def render_plan(console: Console, plan: dict[str, Any] | None, error: str | None = None) -> None:
     if plan is None:
-        console.print(f"[bold red]plan:[/bold red] {error}")
+        console.print(f"[bold red]plan:[/bold red] {escape(str(error))}")
         return
     console.print(
         f"[bold]plan:[/bold] {plan['backend']} {plan['backend_version'] or ''} on {plan['device']} "
         f"({', '.join(plan['targets'])}), precision {plan['precision']}, {plan['threads']} thread(s)"
     )
     for fallback in plan["fallbacks"]:
-        console.print(f"  [yellow]fallback:[/yellow] {fallback}")
+        console.print(f"  [yellow]fallback:[/yellow] {escape(fallback)}")
     for reason in plan["reasons"]:
-        console.print(f"  why: {reason}")
+        console.print(f"  why: {escape(reason)}")
 
 
 def render_bench(console: Console, result: BenchResult) -> None:
@@ -122,16 +123,16 @@ def render_bench(console: Console, result: BenchResult) -> None:
     )
     console.print(f"throughput {data['throughput_per_s']:.1f} samples/s")
     for fallback in data["fallbacks"]:
-        console.print(f"[yellow]fallback:[/yellow] {fallback}")
+        console.print(f"[yellow]fallback:[/yellow] {escape(fallback)}")
     for warning in data["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     verdict = "[bold green]PASS[/bold green]" if data["meets_deadline"] else "[bold red]FAIL[/bold red]"
     console.print(f"real-time deadline {data['deadline_ms']:.1f} ms: {verdict} (p99 {latency['p99']:.3f} ms)")
 
 
 def render_run(console: Console, report: dict[str, Any]) -> None:
     for output in report["outputs"]:
-        console.print(f"[bold]{output['name']}[/bold] {output['dtype']} {output['shape']}")
+        console.print(f"[bold]{escape(output['name'])}[/bold] {output['dtype']} {output['shape']}")
         for i, top in enumerate(output["top"]):
             ranked = ", ".join(f"{t['label'] if t['label'] is not None else t['index']}={t['value']:.4g}" for t in top)
-            console.print(f"  [{i}] {ranked}")
+            console.print(escape(f"  [{i}] {ranked}"))

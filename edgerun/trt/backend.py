@@ -43,6 +43,7 @@ OPTIONS = {
     "opt_level": "builder optimisation level 0-5",
     "dla_core": "build for this DLA core (Jetson), with GPU fallback",
     "low_memory": "cap builder memory for 4-8 GB Jetsons",
+    "version_compatible": "build an engine later TensorRT versions can load (slower)",
     "timing_cache": "path of a persistent timing cache",
     "engine_cache": "engine cache folder (default: the user cache)",
 }
@@ -105,6 +106,7 @@ class TensorRTBackend:
             timing_cache=options.get("timing_cache"),
             dla_core=options.get("dla_core"),
             low_memory=bool(options.get("low_memory", False)),
+            version_compatible=bool(options.get("version_compatible", False)),
         )
         key = EngineKey(
             model_sha256=model.sha256,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..cache import cache_dir, read_json
+from ..cache import cache_dir, read_json, writable
 
 _log = logging.getLogger("edgerun")
 
@@ -71,7 +71,7 @@ class EngineCache:
     """A folder of ``<model>/<key>.engine`` files with ``.json`` manifests."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = _writable(root or cache_dir() / "engines")
+        self.root = writable(root or cache_dir() / "engines")
 
     def path_for(self, key: EngineKey) -> Path:
         return self.root / key.source_sha256[:16] / f"{key.digest()[:32]}.engine"
@@ -109,15 +109,19 @@ class EngineCache:
         if not engine:
             raise ValueError("refusing to cache an empty engine")
         path = self.path_for(key)
-        _atomic_write(path, engine)
         manifest = {
+            **(details or {}),
             "key": key.to_dict(),
             "sha256": hashlib.sha256(engine).hexdigest(),
             "size_bytes": len(engine),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **(details or {}),
         }
-        _atomic_write(path.with_suffix(".json"), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        _atomic_write(path, engine)
+        try:
+            _atomic_write(path.with_suffix(".json"), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        except BaseException:
+            self.remove(path)  # an engine without a manifest would never be trusted: do not leave it
+            raise
         return path
 
     @contextlib.contextmanager
@@ -143,16 +147,34 @@ class EngineCache:
         """Every entry's problem (None when sound); unsound entries are removed."""
         results: dict[Path, str | None] = {}
         for entry in self.entries():
-            key_data = entry.manifest.get("key")
-            problem = None if isinstance(key_data, dict) else "no readable manifest"
-            if problem is None:
-                assert isinstance(key_data, dict)
-                key = EngineKey(**{**key_data, "flags": tuple(key_data.get("flags", ()))})
-                problem = None if self.lookup(key, check) is not None else "removed"
-            else:
+            problem = self._entry_problem(entry, check)
+            if problem is not None:
+                _log.warning("engine cache entry %s is unusable: %s; removing it", entry.path, problem)
                 self.remove(entry.path)
             results[entry.path] = problem
         return results
+
+    def _entry_problem(self, entry: CacheEntry, check: Callable[[bytes], None] | None) -> str | None:
+        key_data = entry.manifest.get("key")
+        if not isinstance(key_data, dict):
+            return "its manifest is missing or unreadable"
+        try:
+            key = EngineKey(**{**key_data, "flags": tuple(key_data.get("flags", ()))})
+        except TypeError:
+            return "its manifest was written by another edgerun version (unknown or missing key fields)"
+        if self.path_for(key) != entry.path:
+            return "its manifest describes another engine"
+        problem = _problem(entry.path, entry.path.with_suffix(".json"), key)
+        if problem is None:
+            data = entry.path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != entry.manifest.get("sha256"):
+                problem = "its bytes do not match the manifest (truncated or overwritten)"
+            elif check is not None:
+                try:
+                    check(data)
+                except Exception as exc:  # whatever TensorRT raises for a foreign or corrupt plan
+                    problem = f"TensorRT cannot deserialize it ({exc})"
+        return problem
 
     def clear(self) -> int:
         """Remove every entry; returns how many engines were removed."""
@@ -198,17 +220,3 @@ def _atomic_write(target: Path, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
-
-
-def _writable(root: Path) -> Path:
-    """``root`` if edgerun can write there, else a private temporary cache (with a warning)."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".probe-"):
-            pass
-        return root
-    except OSError as exc:
-        fallback = Path(tempfile.gettempdir()) / f"edgerun-engines-{os.getuid()}"
-        fallback.mkdir(parents=True, exist_ok=True)
-        _log.warning("engine cache %s is not writable (%s): using %s", root, exc.strerror or exc, fallback)
-        return fallback

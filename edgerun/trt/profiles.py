@@ -131,7 +131,18 @@ def plan_profile(
             _check_against_spec(spec, r)
         else:
             hint = {spec.name: list(typical[spec.name])} if typical and spec.name in typical else None
-            base = spec.concrete_shape(None, hint)
+            try:
+                base = spec.concrete_shape(None, hint)
+            except InputError:
+                free = [str(axis) for axis, d in enumerate(spec.shape) if isinstance(d, str) and axis > 0]
+                raise ConfigError(
+                    f"input '{spec.name}' ({spec.describe()}) has free dimensions at axes {', '.join(free)}: give "
+                    f"its shape range, --shapes {spec.name}=MIN:OPT:MAX (load option "
+                    f"shapes={{'{spec.name}': 'MIN:OPT:MAX'}})"
+                ) from None
+            if not base:  # a scalar input has one shape, the empty one
+                ranges.append((spec.name, ShapeRange((), (), ())))
+                continue
             low, opt, high = _batch_for(spec, batch)
             r = ShapeRange((low, *base[1:]), (opt, *base[1:]), (high, *base[1:]))
         ranges.append((spec.name, r))

@@ -71,6 +71,8 @@ class Recipe:
             options["shapes"] = dict(self.shapes)
         if self.low_memory:
             options["low_memory"] = True
+        if self.version_compatible:
+            options["version_compatible"] = True
         if self.calibration is not None:
             options["calibration"] = str(self.calibration)
         return options
@@ -80,9 +82,11 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
     """Parse and check a recipe; relative paths are taken from the recipe's folder."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read recipe: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: recipe is not UTF-8 text ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: recipe is not valid TOML: {exc}") from exc
     unknown = sorted(set(data) - _KNOWN)
@@ -101,6 +105,7 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
     if "/" in model or model.endswith(".onnx"):
         model = str((path.parent / model).resolve())
     calibration = (path.parent / str(data["calibration"])).resolve() if "calibration" in data else None
+    _check_ranges(data, path)
     try:
         return Recipe(
             path=path,
@@ -109,21 +114,45 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
             batch=str(data["batch"]) if "batch" in data else None,
             shapes={str(k): str(v) for k, v in dict(data.get("shapes", {})).items()},
             calibration=calibration,
-            workspace_mb=_int(data, "workspace_mb", path),
-            opt_level=_int(data, "opt_level", path),
+            workspace_mb=_int(data, "workspace_mb", path, minimum=1),
+            opt_level=_int(data, "opt_level", path, maximum=5),
             dla_core=_int(data, "dla_core", path),
-            low_memory=bool(data.get("low_memory", False)),
-            version_compatible=bool(data.get("version_compatible", False)),
+            low_memory=_bool(data, "low_memory", path),
+            version_compatible=_bool(data, "version_compatible", path),
             target=str(data.get("target", "")),
         )
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
-def _int(data: dict[str, Any], key: str, path: Path) -> int | None:
+def _int(data: dict[str, Any], key: str, path: Path, minimum: int = 0, maximum: int | None = None) -> int | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{path}: '{key}' must be a non-negative integer, got {value!r}")
+    bounded = isinstance(value, int) and value >= minimum and (maximum is None or value <= maximum)
+    if isinstance(value, bool) or not bounded:
+        limits = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        raise ConfigError(f"{path}: '{key}' must be an integer {limits}, got {value!r}")
+    return int(value)
+
+
+def _bool(data: dict[str, Any], key: str, path: Path) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: '{key}' must be true or false, got {value!r}")
     return value
+
+
+def _check_ranges(data: dict[str, Any], path: Path) -> None:
+    """Batch and shape ranges are checked when the recipe is read, naming the recipe."""
+    from .profiles import parse_batch_range, parse_shape_range
+
+    try:
+        if "batch" in data:
+            parse_batch_range(str(data["batch"]))
+        for name, text in dict(data.get("shapes", {})).items():
+            parse_shape_range(f"{name}={text}")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
