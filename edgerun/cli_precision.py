@@ -258,26 +258,11 @@ def _render_comparison(result: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"compare: {result.samples} samples from {result.source}", title_justify="left")
-    columns = ("model", "precision", "size KiB", "params", "accuracy", "retention", "p50 ms", "p99 ms", "speed-up")
-    for column in (*columns, "top-1 agr.", "cosine", "max abs err", "mask IoU"):
+    rows = result.cells(reference="ref")
+    for column in rows[0]:
         table.add_column(column, justify="left" if column == "model" else "right")
-    for row in result.rows:
-        first = row.outputs[0] if row.outputs else None
-        table.add_row(
-            row.label,
-            row.precision,
-            f"{row.size_bytes / 1024:.0f}",
-            f"{row.parameters:,}",
-            "-" if row.accuracy is None else f"{row.accuracy:.2%}",
-            "-" if row.retention_pct is None else f"{row.retention_pct:.1f}%",
-            f"{row.latency_ms.p50:.3f}",
-            f"{row.latency_ms.p99:.3f}",
-            f"{row.speedup:.2f}x",
-            "ref" if first is None else ("-" if first.top1_agreement is None else f"{first.top1_agreement:.2%}"),
-            "ref" if first is None else f"{first.cosine_mean:.5f}",
-            "ref" if first is None else f"{first.max_abs:.3g}",
-            "ref" if first is None else ("-" if first.mask_iou is None else f"{first.mask_iou:.4f}"),
-        )
+    for row in rows:
+        table.add_row(*(escape(value) for value in row.values()))
     out.print(table)
 
 

@@ -105,35 +105,35 @@ class Comparison:
             "models": rows,
         }
 
-    def markdown(self) -> str:
-        """A table users can paste into a README or a pull request."""
-        header = (
-            "| model | precision | size | params | accuracy | retention | p50 ms | p99 ms | speed-up "
-            "| top-1 agreement | cosine (mean) | max abs err |"
-        )
-        lines = [header, "|" + "---|" * 12]
+    def cells(self, reference: str = "reference") -> list[dict[str, str]]:
+        """Every row formatted once, for the Markdown table and the terminal table alike."""
+        table = []
         for row in self.rows:
             out = row.outputs[0] if row.outputs else None
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        row.label,
-                        row.precision,
-                        f"{row.size_bytes / 1024:.0f} KiB ({row.size_ratio:.2f}x)",
-                        f"{row.parameters:,}",
-                        "-" if row.accuracy is None else f"{row.accuracy:.2%}",
-                        "-" if row.retention_pct is None else f"{row.retention_pct:.1f}%",
-                        f"{row.latency_ms.p50:.3f}",
-                        f"{row.latency_ms.p99:.3f}",
-                        f"{row.speedup:.2f}x",
-                        "reference" if out is None else _pct(out.top1_agreement),
-                        "reference" if out is None else f"{out.cosine_mean:.5f}",
-                        "reference" if out is None else f"{out.max_abs:.3g}",
-                    ]
-                )
-                + " |"
+            table.append(
+                {
+                    "model": row.label,
+                    "precision": row.precision,
+                    "size": f"{row.size_bytes / 1024:.0f} KiB ({row.size_ratio:.2f}x)",
+                    "params": f"{row.parameters:,}",
+                    "accuracy": _pct(row.accuracy),
+                    "retention": "-" if row.retention_pct is None else f"{row.retention_pct:.1f}%",
+                    "p50 ms": f"{row.latency_ms.p50:.3f}",
+                    "p99 ms": f"{row.latency_ms.p99:.3f}",
+                    "speed-up": f"{row.speedup:.2f}x",
+                    "top-1 agreement": reference if out is None else _pct(out.top1_agreement),
+                    "cosine (mean)": reference if out is None else f"{out.cosine_mean:.5f}",
+                    "max abs err": reference if out is None else f"{out.max_abs:.3g}",
+                    "mask IoU": reference if out is None else ("-" if out.mask_iou is None else f"{out.mask_iou:.4f}"),
+                }
             )
+        return table
+
+    def markdown(self) -> str:
+        """A table users can paste into a README or a pull request."""
+        columns = [c for c in self.cells()[0] if c != "mask IoU"]
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(row[c] for c in columns) + " |" for row in self.cells()]
         lines.append("")
         lines.append(
             f"{self.samples} samples from {self.source}; latency: {self.iterations} interleaved calls per model at "

@@ -14,7 +14,7 @@ import operator
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CudaError, CudaUnavailableError, InputError
 
@@ -215,7 +215,29 @@ def device_info(index: int = 0) -> DeviceInfo:
 # --- streams and events -----------------------------------------------------------------------
 
 
-class Stream:
+_R = TypeVar("_R", bound="_Resource")
+
+
+class _Resource:
+    """Context-manager and finaliser plumbing shared by every CUDA object: ``close()`` frees it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:  # noqa: SIM105 - no contextlib: module globals may be gone at interpreter shutdown
+            self.close()
+        except Exception:  # interpreter shutdown or a dead context: nothing left to free
+            pass
+
+
+class Stream(_Resource):
     """A non-blocking CUDA stream (no implicit sync with the legacy default stream, so it can be graph-captured)."""
 
     def __init__(self) -> None:
@@ -250,20 +272,8 @@ class Stream:
         if handle is not None:
             check("cudaStreamDestroy", self._rt.cudaStreamDestroy(handle))
 
-    def __enter__(self) -> Stream:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:  # noqa: SIM105 - no contextlib: module globals may be gone at interpreter shutdown
-            self.close()
-        except Exception:  # interpreter shutdown or a dead context: nothing left to free
-            pass
-
-
-class Event:
+class Event(_Resource):
     """A CUDA event: marks a point in a stream to wait on or to time (``timing=False`` makes it cheaper)."""
 
     def __init__(self, timing: bool = True) -> None:
@@ -298,18 +308,6 @@ class Event:
         if handle is not None:
             check("cudaEventDestroy", self._rt.cudaEventDestroy(handle))
 
-    def __enter__(self) -> Event:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:  # noqa: SIM105 - no contextlib: module globals may be gone at interpreter shutdown
-            self.close()
-        except Exception:  # interpreter shutdown or a dead context
-            pass
-
 
 def elapsed_ms(start: Event, end: Event) -> float:
     """Same as :meth:`Event.elapsed_ms`."""
@@ -325,7 +323,7 @@ def _check_nbytes(nbytes: int) -> int:
     return nbytes
 
 
-class DeviceBuffer:
+class DeviceBuffer(_Resource):
     """``cudaMalloc``'d device bytes, grown on demand and otherwise reused (TensorRT binds one address across calls)."""
 
     def __init__(self, nbytes: int = 0) -> None:
@@ -375,18 +373,6 @@ class DeviceBuffer:
             self._closed = True
             self._free()
 
-    def __enter__(self) -> DeviceBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:  # noqa: SIM105 - no contextlib: module globals may be gone at interpreter shutdown
-            self.close()
-        except Exception:  # interpreter shutdown or a dead context
-            pass
-
 
 class _HostBlock:
     """One ``cudaMallocHost`` block, exposed to numpy; freed when the last array viewing it is gone."""
@@ -406,7 +392,7 @@ class _HostBlock:
                 pass
 
 
-class PinnedArray:
+class PinnedArray(_Resource):
     """Page-locked host memory (``cudaMallocHost``) seen as a numpy array: async copies need pinned memory.
 
     ``close()`` frees the block at once unless a view of ``array`` is still referenced somewhere; then
@@ -459,12 +445,6 @@ class PinnedArray:
         self._array = None
         self._block = None
 
-    def __enter__(self) -> PinnedArray:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 # --- copies -----------------------------------------------------------------------------------
 
@@ -515,7 +495,7 @@ def copy_device_to_device(dst_ptr: int, src_ptr: int, nbytes: int, stream: Strea
 # --- CUDA graphs ------------------------------------------------------------------------------
 
 
-class CudaGraph:
+class CudaGraph(_Resource):
     """An instantiated CUDA graph: work captured once from a stream, replayed with one launch.
 
     A graph replays the recorded addresses: refill the same buffers between launches, never new ones.
@@ -572,18 +552,6 @@ class CudaGraph:
         graph_exec, self._exec = self._exec, None
         if graph_exec is not None:
             check("cudaGraphExecDestroy", self._rt.cudaGraphExecDestroy(graph_exec))
-
-    def __enter__(self) -> CudaGraph:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:  # noqa: SIM105 - no contextlib: module globals may be gone at interpreter shutdown
-            self.close()
-        except Exception:  # interpreter shutdown or a dead context
-            pass
 
 
 def _clearing(rt: Any, result: Any) -> Any:
