@@ -1,7 +1,8 @@
 """Every TensorRT name edgerun uses exists in every supported TensorRT version (10.3, 10.16, 11.4).
 
 No TensorRT can be installed where these tests run, so the adapter's source is checked against
-the real API surface of each version (``../shared/trt-api``: names dumped from the bindings).
+the real API surface of each version (names dumped from the bindings; copies of
+``../shared/trt-api`` in ``tests/fixtures/trt-api``).
 Attribute chains on the ``trt`` module are checked directly; calls on TensorRT objects are
 checked against their class, with types inferred from how each object was made
 (``builder = trt.Builder(...)``, ``network = builder.create_network(...)``, ...). Accesses under a
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SURFACES = sorted((REPO.parent / "shared" / "trt-api").glob("trt-*.json"))
+SURFACES = sorted((REPO / "tests" / "fixtures" / "trt-api").glob("trt-*.json"))
+SHARED = REPO.parent / "shared" / "trt-api"
+"""Where the surfaces are regenerated (beside the checkout); the copies above must match it."""
 SOURCES = [
     REPO / "edgerun" / "trt" / "api.py",
     REPO / "edgerun" / "trt" / "build.py",
@@ -150,7 +153,15 @@ def missing_in(surface: dict[str, object], uses: list[tuple[str, str, int]]) -> 
 
 def test_the_surfaces_are_there() -> None:
     versions = {load_surface(p)["version"] for p in SURFACES}
-    assert {"10.3.0", "11.4.0.106"} <= versions, f"API surfaces found: {versions}"
+    assert {"10.3.0", "10.16.1.11", "11.4.0.106"} <= versions, f"API surfaces found: {versions}"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared trt-api folder is not beside this checkout")
+def test_the_copies_match_the_shared_surfaces() -> None:
+    for shared in sorted(SHARED.glob("trt-*.json")):
+        copy = REPO / "tests" / "fixtures" / "trt-api" / shared.name
+        assert copy.is_file(), f"{shared.name} was added to the shared folder: copy it into tests/fixtures/trt-api"
+        assert load_surface(copy) == load_surface(shared), f"{shared.name} was regenerated: refresh the copy"
 
 
 @pytest.mark.parametrize("surface_path", SURFACES, ids=lambda p: p.stem)

@@ -1,5 +1,5 @@
 """The TensorRT build logic without TensorRT: builder flags by name, workspace, typing, and the api helpers
-run against stand-in modules built from the real API surfaces of 10.3, 10.16 and 11.4 (../shared/trt-api).
+run against stand-in modules built from the real API surfaces of 10.3, 10.16 and 11.4 (tests/fixtures/trt-api).
 
 The dumps hold names only; enum numbers in the stand-ins are arbitrary (and shuffled by hypothesis), which
 is the point: edgerun must use TensorRT's flags by name and take their numbers from the module.
@@ -29,7 +29,7 @@ from edgerun.trt.build import LOW_MEMORY_WORKSPACE_MB, BuildSettings, build_engi
 from edgerun.trt.profiles import Profile, ShapeRange
 
 REPO = Path(__file__).resolve().parents[1]
-SURFACES = REPO.parent / "shared" / "trt-api"
+SURFACES = REPO / "tests" / "fixtures" / "trt-api"
 VERSIONS = {"10.3": "trt-10.3.0.json", "10.16": "trt-10.16.1.11.json", "11.4": "trt-11.4.0.106.json"}
 SURFACES_FOR_MAJOR = {10: ("10.3", "10.16"), 11: ("11.4",)}
 INSTALL_HINT = "(JetPack: apt install python3-libnvinfer; desktop: pip install 'edgerun[tensorrt]')"
@@ -42,7 +42,7 @@ PROFILE = Profile((("x", ShapeRange((1, 3, 8, 8), (1, 3, 8, 8), (4, 3, 8, 8))),)
 def surface(version: str) -> dict[str, Any]:
     path = SURFACES / VERSIONS[version]
     if not path.is_file():
-        pytest.fail(f"API surface {path} is missing (see ../shared/trt-api/README.md)")
+        pytest.fail(f"API surface {path} is missing (see tests/fixtures/trt-api/README.md)")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
