@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     BackendError,
     BackendUnavailableError,
+    BatcherClosedError,
     CalibrationError,
     ConfigError,
     ConversionError,
@@ -20,6 +21,8 @@ from .errors import (
     InputError,
     ModelError,
     ModelNotFoundError,
+    QueueFullError,
+    RequestTimeoutError,
     SessionClosedError,
     ThresholdError,
     UnknownModelError,
@@ -38,6 +41,8 @@ _LAZY = {
     "Plan": "plan",
     "ModelFile": "model",
     "TensorSpec": "specs",
+    "DynamicBatcher": "batching",
+    "BatchedSession": "batching",
     "PreprocessSpec": "preprocess",
     "models": "models",
 }
@@ -45,11 +50,14 @@ _LAZY = {
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
+    "BatchedSession",
+    "BatcherClosedError",
     "CalibrationError",
     "ConfigError",
     "ConversionError",
     "DeviceDefaults",
     "DeviceProfile",
+    "DynamicBatcher",
     "EdgerunError",
     "ImageError",
     "InputError",
@@ -58,6 +66,8 @@ __all__ = [
     "ModelNotFoundError",
     "Plan",
     "PreprocessSpec",
+    "QueueFullError",
+    "RequestTimeoutError",
     "Session",
     "SessionClosedError",
     "TensorSpec",
@@ -73,6 +83,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import models
+    from .batching import BatchedSession, DynamicBatcher
     from .defaults import DeviceDefaults
     from .device import DeviceProfile
     from .model import ModelFile

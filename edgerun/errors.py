@@ -130,6 +130,18 @@ class SessionClosedError(EdgerunError):
     """A call on a session after ``close()``."""
 
 
+class BatcherClosedError(SessionClosedError):
+    """A request to a dynamic batcher after ``close()``."""
+
+
+class QueueFullError(EdgerunError):
+    """The dynamic batcher's queue is at ``max_queue_size``: the request was rejected at once."""
+
+
+class RequestTimeoutError(EdgerunError, TimeoutError):
+    """A request waited past its timeout in the batcher's queue; it was not run."""
+
+
 class ConversionError(EdgerunError):
     """A precision conversion (INT8 quantization, FP16) that cannot be done or produced nothing."""
 

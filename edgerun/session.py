@@ -42,9 +42,23 @@ class Session:
         self._backend: Backend | None = backend
         self._backend_run = backend.run
         self._run_single = backend.run_single
+        self._load_args: tuple[Any, dict[str, Any]] | None = None
+        """How `load` made this session, so `reopen` can make another (batcher instances)."""
         self.label = card.name if card else model.path.name
         """How messages name this model: the bundled name, else the file name."""
         self._validate = FeedValidator(model.inputs, self.label)
+
+    def _backend_for_batching(self) -> Backend:
+        if self._backend is None:
+            raise SessionClosedError(f"session for {self.label} is closed")
+        return self._backend
+
+    def reopen(self) -> Session:
+        """A second, independent session of the same model and settings (a worker's own session)."""
+        if self._load_args is None:
+            raise SessionClosedError(f"session for {self.label} was not made by edgerun.load and cannot be reopened")
+        model, kwargs = self._load_args
+        return load(model, **kwargs)
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -132,7 +146,8 @@ def load(
     ``options`` are backend options such as ``threads``; unknown ones are rejected.
     A precision other than the stored one runs a converted model (`edgerun.artifacts`), built
     once and cached: ``calibration=`` gives INT8 its calibration data (bundled models carry
-    theirs) and ``quantization=`` a `QuantizeOptions`.
+    theirs) and ``quantization=`` a `QuantizeOptions`. ``batching=`` (True, a max batch size, or
+    `DynamicBatcher` options) returns a session whose calls are merged into batches.
     """
     from dataclasses import replace
 
@@ -142,6 +157,8 @@ def load(
     from .model import ModelFile
     from .plan import make_plan
 
+    batching = options.pop("batching", None)
+    load_args = (model, {"device": device, "backend": backend, "precision": precision, **options})
     calibration = options.pop("calibration", None)
     quantization = options.pop("quantization", None)
     path, card = models.resolve(model)
@@ -171,4 +188,10 @@ def load(
     if plan.backend == "tensorrt":  # what the engine cache groups by, and shapes for free dimensions
         internal = {"_source_sha256": source_sha256, "_typical_shapes": card.input_shapes if card else None}
         plan = replace(plan, options={**plan.options, **internal})
-    return Session(model_file, plan, opener(model_file, plan), card)
+    session = Session(model_file, plan, opener(model_file, plan), card)
+    session._load_args = load_args
+    if batching is None or batching is False:
+        return session
+    from .batching import BatchedSession, DynamicBatcher, batching_options
+
+    return BatchedSession(session, DynamicBatcher(session, **batching_options(batching)))

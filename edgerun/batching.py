@@ -1,0 +1,547 @@
+"""`DynamicBatcher`: concurrent requests merged into batches in front of any session.
+
+Triton's knobs and semantics (max batch size, queue delay, preferred sizes, bounded queue,
+per-request timeout, instances, preserved order), in process. Rules:
+
+* Requests with different non-batch shapes or dtypes never share a batch: each shape has its
+  own group (what fixed-shape backends and CUDA graph buckets need).
+* No idle wait: a lone request on an idle batcher runs at once (``infer`` even runs it in the
+  caller's thread, skipping the hand-off); the queue delay only applies to requests that
+  arrived while every worker was busy, so a single caller is never slower than no batching.
+* A request is validated at ``submit`` (bad feeds never poison a batch), rejected at once when
+  the queue is full, failed with `RequestTimeoutError` when it waits past its timeout (never
+  run late), and gets exactly the rows it sent back. A backend error fails exactly the
+  requests of that batch, each with the original error chained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from .errors import (
+    BackendError,
+    BatcherClosedError,
+    ConfigError,
+    InputError,
+    QueueFullError,
+    RequestTimeoutError,
+)
+from .session import Session
+from .stats import nearest_rank
+
+_log = logging.getLogger("edgerun")
+_SAMPLES_KEPT = 20_000
+"""Queue-wait and execution times kept for stats() percentiles (the most recent ones)."""
+
+
+@dataclass
+class _Request:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    group: tuple[Any, ...]
+    future: Future[dict[str, np.ndarray]]
+    enqueued: float
+    deadline: float | None
+    sequence: int
+    behind_busy: bool
+    """It arrived while every worker was busy: it may wait (up to the queue delay) for company."""
+    state: str = "queued"
+    """queued -> taken | expired | cancelled."""
+
+
+@dataclass
+class _Stats:
+    requests: int = 0
+    batches: int = 0
+    rejected: int = 0
+    timed_out: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    inline: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    queue_wait_s: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))
+    execute_s: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))
+
+
+class DynamicBatcher:
+    """Merge concurrent requests to ``session`` into batches of up to ``max_batch_size`` rows.
+
+    ``instances`` workers run batches in parallel: they share ``session`` when its backend runs
+    concurrent calls (ONNX Runtime), or each gets its own session (``session_per_instance``;
+    TensorRT contexts serialise calls). ``pad_to_preferred`` pads a batch up to the nearest
+    ``preferred_batch_sizes`` entry (for fixed-shape backends) and drops the padding rows.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        max_batch_size: int,
+        max_queue_delay_ms: float = 0.0,
+        preferred_batch_sizes: Sequence[int] = (),
+        max_queue_size: int = 0,
+        default_timeout_ms: float = 0.0,
+        instances: int = 1,
+        preserve_order: bool = False,
+        pad_to_preferred: bool = False,
+        session_per_instance: bool | None = None,
+    ) -> None:
+        _check_args(session, max_batch_size, max_queue_delay_ms, preferred_batch_sizes, max_queue_size,
+                    default_timeout_ms, instances, pad_to_preferred)  # fmt: skip
+        self.session = session
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1e3
+        self.preferred_batch_sizes = tuple(sorted(set(preferred_batch_sizes)))
+        self.max_queue_size = max_queue_size
+        self.default_timeout_s = default_timeout_ms / 1e3
+        self.preserve_order = preserve_order
+        self.pad_to_preferred = pad_to_preferred
+        if session_per_instance is None:
+            session_per_instance = session.backend != "onnxruntime"  # ORT sessions run concurrent calls
+        self._own_sessions = [session.reopen() for _ in range(instances - 1)] if session_per_instance else []
+        pool = [session, *self._own_sessions] if session_per_instance else [session] * instances
+        self._free: deque[Session] = deque(pool)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        """Workers wait here for queued work and a free session."""
+        self._deadline_wake = threading.Condition(self._lock)
+        """The timeout reaper waits here for an earlier deadline or close."""
+        self._groups: OrderedDict[tuple[Any, ...], deque[_Request]] = OrderedDict()
+        self._queued = 0
+        self._closing = False
+        self._drain = True
+        self._stats = _Stats()
+        self._sequence = itertools.count()
+        self._deadlines: list[tuple[float, int, _Request]] = []
+        self._release_next = 0
+        self._finished: dict[int, tuple[_Request, dict[str, np.ndarray] | None, BaseException | None]] = {}
+        self._workers = [
+            threading.Thread(target=self._work, name=f"edgerun-batcher-{i}", daemon=True) for i in range(instances)
+        ]
+        self._reaper = threading.Thread(target=self._reap, name="edgerun-batcher-timeouts", daemon=True)
+        for thread in (*self._workers, self._reaper):
+            thread.start()
+
+    # --- public API -------------------------------------------------------------------------
+
+    def submit(
+        self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
+    ) -> Future[dict[str, np.ndarray]]:
+        """Queue a request; the future resolves to exactly this request's rows of every output."""
+        request = self._admit(feeds, timeout_ms)
+        return request.future
+
+    def infer(self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None) -> dict[str, np.ndarray]:
+        """Run a request and wait for it; on an idle batcher it runs at once in this thread."""
+        request = self._admit(feeds, timeout_ms, inline=True)
+        return request.future.result()
+
+    async def infer_async(
+        self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """``infer`` for asyncio apps; cancelling the awaiting task withdraws a queued request."""
+        return await asyncio.wrap_future(self.submit(feeds, timeout_ms=timeout_ms))
+
+    run = infer
+    __call__ = infer
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, batch-size histogram and queue-wait / execution percentiles (ms)."""
+        with self._lock:
+            s = self._stats
+            waits = list(s.queue_wait_s)
+            runs = list(s.execute_s)
+            return {
+                "requests": s.requests,
+                "batches": s.batches,
+                "rejected": s.rejected,
+                "timed_out": s.timed_out,
+                "failed": s.failed,
+                "cancelled": s.cancelled,
+                "inline": s.inline,
+                "queued": self._queued,
+                "batch_size_histogram": dict(sorted(s.batch_sizes.items())),
+                "mean_batch_size": (sum(k * v for k, v in s.batch_sizes.items()) / s.batches) if s.batches else 0.0,
+                "queue_wait_ms": _percentiles(waits),
+                "execute_ms": _percentiles(runs),
+            }
+
+    def close(self, drain: bool = True) -> None:
+        """Stop: finish queued work (``drain``) or cancel it; waits for every thread. Idempotent."""
+        with self._lock:
+            if not self._closing:
+                self._closing = True
+                self._drain = drain
+                if not drain:
+                    for group in self._groups.values():
+                        for request in group:
+                            self._finish_locked(request, None, None, cancel=True)
+                    self._groups.clear()
+                    self._queued = 0
+            self._wake.notify_all()
+            self._deadline_wake.notify_all()
+        current = threading.current_thread()
+        for thread in (*self._workers, self._reaper):
+            if thread is not current:
+                thread.join()
+        for own in self._own_sessions:
+            own.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def __enter__(self) -> DynamicBatcher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- admission ----------------------------------------------------------------------------
+
+    def _admit(self, feeds: Any, timeout_ms: float | None, inline: bool = False) -> _Request:
+        checked = self.session._validate(feeds)
+        rows = _rows(checked, self.session.label)
+        if rows > self.max_batch_size:
+            raise InputError(
+                f"{self.session.label}: request of {rows} rows exceeds max_batch_size {self.max_batch_size}",
+                expected=f"<= {self.max_batch_size} rows",
+                got=f"{rows} rows",
+            )
+        timeout_s = self.default_timeout_s if timeout_ms is None else timeout_ms / 1e3
+        now = time.perf_counter()
+        group = tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(checked.items()))
+        with self._lock:
+            if self._closing:
+                raise BatcherClosedError(f"batcher for {self.session.label} is closed")
+            if self.max_queue_size and self._queued >= self.max_queue_size:
+                self._stats.rejected += 1
+                raise QueueFullError(
+                    f"{self.session.label}: queue full ({self._queued} requests waiting, max_queue_size "
+                    f"{self.max_queue_size}); retry later or raise the limit"
+                )
+            request = _Request(
+                feeds=checked,
+                rows=rows,
+                group=group,
+                future=Future(),
+                enqueued=now,
+                deadline=now + timeout_s if timeout_s > 0 else None,
+                sequence=next(self._sequence),
+                behind_busy=not self._free,
+            )
+            self._stats.requests += 1
+            if inline and self._free and not self._queued:
+                session = self._free.popleft()  # idle batcher: run here, no hand-off to a worker
+                request.state = "taken"
+                request.future.set_running_or_notify_cancel()
+                self._stats.inline += 1
+                self._stats.queue_wait_s.append(0.0)
+            else:
+                session = None
+                self._groups.setdefault(group, deque()).append(request)
+                self._queued += 1
+                if request.deadline is not None:
+                    earliest = not self._deadlines or request.deadline < self._deadlines[0][0]
+                    heapq.heappush(self._deadlines, (request.deadline, request.sequence, request))
+                    if earliest:
+                        self._deadline_wake.notify()
+                if self._free:  # a worker can take it now; otherwise the next finished batch will
+                    self._wake.notify()
+        if session is not None:
+            self._execute(session, [request])
+        return request
+
+    # --- workers --------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                batch, session = self._next_batch_locked()
+                if batch is None:
+                    return
+            self._execute(session, batch)
+
+    def _next_batch_locked(self) -> tuple[Any, Any]:
+        """Wait for queued work and a free session, then take one batch (None: shut down)."""
+        while True:
+            if self._queued and self._free:
+                group_key, group = min(self._groups.items(), key=lambda item: item[1][0].enqueued)
+                oldest = group[0]
+                rows = sum(r.rows for r in group)
+                wait_until = oldest.enqueued + self.max_queue_delay_s
+                target = self._target_rows(rows)
+                if oldest.behind_busy and rows < target and time.perf_counter() < wait_until and not self._closing:
+                    self._wake.wait(timeout=wait_until - time.perf_counter())
+                    continue
+                return self._take_locked(group_key, group), self._free.popleft()
+            if self._closing and (not self._queued or not self._drain):
+                return None, None
+            self._wake.wait()
+
+    def _target_rows(self, rows: int) -> int:
+        """Rows worth waiting for: the next preferred size above ``rows``, else the maximum."""
+        for size in self.preferred_batch_sizes:
+            if size >= rows:
+                return size
+        return self.max_batch_size
+
+    def _take_locked(self, key: tuple[Any, ...], group: deque[_Request]) -> list[_Request]:
+        batch: list[_Request] = []
+        rows = 0
+        now = time.perf_counter()
+        while group and rows + group[0].rows <= self.max_batch_size:
+            request = group.popleft()
+            self._queued -= 1
+            if not request.future.set_running_or_notify_cancel():
+                request.state = "cancelled"
+                self._stats.cancelled += 1
+                self._release_locked(request, None, None)
+                continue
+            request.state = "taken"
+            self._stats.queue_wait_s.append(now - request.enqueued)
+            batch.append(request)
+            rows += request.rows
+        if not group:
+            del self._groups[key]
+        return batch
+
+    def _execute(self, session: Session, batch: list[_Request]) -> None:
+        """Run one batch on ``session`` and hand every request its rows (or the batch's error)."""
+        try:
+            if not batch:
+                return
+            rows = [r.rows for r in batch]
+            total = sum(rows)
+            padded = self._padded_size(total)
+            feeds = {name: _stack([r.feeds[name] for r in batch], padded - total) for name in batch[0].feeds}
+            started = time.perf_counter()
+            try:
+                outputs = session._backend_run(feeds)  # validated at submit: skip the session's check
+            except BaseException as exc:
+                failure = BackendError(
+                    f"{self.session.label}: the batch of {total} rows this request was in failed: {exc}"
+                )
+                failure.__cause__ = exc
+                with self._lock:
+                    self._stats.failed += len(batch)
+                    for request in batch:
+                        self._finish_locked(request, None, failure)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            elapsed = time.perf_counter() - started
+            results = _split(outputs, rows, total, self.session.label)
+            with self._lock:
+                self._stats.batches += 1
+                self._stats.batch_sizes[total] += 1
+                self._stats.execute_s.append(elapsed)
+                for request, result in zip(batch, results, strict=True):
+                    self._finish_locked(request, result, None)
+        finally:
+            with self._lock:
+                self._free.append(session)
+                if self._queued or self._closing:  # an idle batcher has nobody to wake
+                    self._wake.notify()
+
+    def _padded_size(self, rows: int) -> int:
+        if not self.pad_to_preferred:
+            return rows
+        return next((size for size in self.preferred_batch_sizes if size >= rows), rows)
+
+    # --- completion -------------------------------------------------------------------------
+
+    def _finish_locked(
+        self,
+        request: _Request,
+        result: dict[str, np.ndarray] | None,
+        error: BaseException | None,
+        cancel: bool = False,
+    ) -> None:
+        if cancel:
+            request.state = "cancelled"
+            if request.future.cancel():
+                self._stats.cancelled += 1
+        self._release_locked(request, result, error)
+
+    def _release_locked(
+        self, request: _Request, result: dict[str, np.ndarray] | None, error: BaseException | None
+    ) -> None:
+        """Resolve ``request``'s future; with ``preserve_order``, only after every earlier one."""
+        if not self.preserve_order:
+            _resolve(request, result, error)
+            return
+        self._finished[request.sequence] = (request, result, error)
+        while self._release_next in self._finished:
+            ready, ready_result, ready_error = self._finished.pop(self._release_next)
+            _resolve(ready, ready_result, ready_error)
+            self._release_next += 1
+
+    def _unqueue_locked(self, request: _Request) -> None:
+        group = self._groups.get(request.group)
+        if group is not None and request in group:
+            group.remove(request)
+            self._queued -= 1
+            if not group:
+                del self._groups[request.group]
+
+    def _reap(self) -> None:
+        """Fail queued requests the moment their timeout passes: none is ever run late."""
+        with self._lock:
+            while True:
+                if self._closing and not self._queued:
+                    return
+                now = time.perf_counter()
+                while self._deadlines and (self._deadlines[0][0] <= now or self._deadlines[0][2].state != "queued"):
+                    deadline, _, request = heapq.heappop(self._deadlines)
+                    if request.state == "queued" and deadline <= now:
+                        request.state = "expired"
+                        self._stats.timed_out += 1
+                        self._unqueue_locked(request)
+                        waited = (now - request.enqueued) * 1e3
+                        if request.future.set_running_or_notify_cancel():
+                            self._release_locked(
+                                request,
+                                None,
+                                RequestTimeoutError(
+                                    f"{self.session.label}: request waited {waited:.1f} ms in the queue, past its "
+                                    f"timeout; it was not run"
+                                ),
+                            )
+                        else:
+                            self._release_locked(request, None, None)
+                timeout = self._deadlines[0][0] - now if self._deadlines else None
+                if self._closing:
+                    timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                self._deadline_wake.wait(timeout=timeout)
+
+
+def _resolve(request: _Request, result: dict[str, np.ndarray] | None, error: BaseException | None) -> None:
+    future = request.future
+    if future.done():  # cancelled (by the caller, or close(drain=False))
+        return
+    if error is not None:
+        future.set_exception(error)
+    elif result is not None:
+        future.set_result(result)
+
+
+def _rows(feeds: Mapping[str, np.ndarray], label: str) -> int:
+    counts = {array.shape[0] if array.ndim else 0 for array in feeds.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise InputError(f"{label}: every input of a batched request needs the same batch size >= 1, got {counts}")
+    return counts.pop()
+
+
+def _stack(parts: list[np.ndarray], padding: int) -> np.ndarray:
+    if padding:
+        parts = [*parts, np.zeros((padding, *parts[0].shape[1:]), dtype=parts[0].dtype)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _split(outputs: Mapping[str, np.ndarray], rows: list[int], total: int, label: str) -> list[dict[str, np.ndarray]]:
+    """Each request's rows of every output, as arrays it owns (copies, not views of the batch)."""
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] < total:
+            raise BackendError(f"{label}: output '{name}' has no batch axis of {total} rows (shape {array.shape})")
+    if len(rows) == 1 and all(array.shape[0] == total for array in outputs.values()):
+        return [dict(outputs)]  # the backend's arrays are new on every call: this request owns them
+    results: list[dict[str, np.ndarray]] = []
+    start = 0
+    for count in rows:
+        results.append({name: array[start : start + count].copy() for name, array in outputs.items()})
+        start += count
+    return results
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {"p50": 0.0, "p99": 0.0}
+    ms = [s * 1e3 for s in seconds]
+    return {"p50": nearest_rank(ms, 50), "p99": nearest_rank(ms, 99)}
+
+
+def _check_args(
+    session: Session,
+    max_batch_size: int,
+    max_queue_delay_ms: float,
+    preferred_batch_sizes: Sequence[int],
+    max_queue_size: int,
+    default_timeout_ms: float,
+    instances: int,
+    pad_to_preferred: bool,
+) -> None:
+    if not isinstance(session, Session):
+        raise ConfigError(f"DynamicBatcher needs an edgerun Session, got {type(session).__name__}")
+    if session.closed:
+        raise BatcherClosedError(f"session for {session.label} is closed")
+    if not all(s.has_dynamic_batch for s in session.inputs):
+        raise ConfigError(
+            f"{session.label}: batching needs a dynamic batch axis on every input "
+            f"({', '.join(s.describe() for s in session.inputs)})"
+        )
+    if max_batch_size < 1:
+        raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    if max_queue_delay_ms < 0 or default_timeout_ms < 0 or max_queue_size < 0:
+        raise ConfigError("max_queue_delay_ms, default_timeout_ms and max_queue_size must be >= 0")
+    if instances < 1:
+        raise ConfigError(f"instances must be >= 1, got {instances}")
+    if any(s < 1 or s > max_batch_size for s in preferred_batch_sizes):
+        raise ConfigError(f"preferred_batch_sizes must lie in 1..{max_batch_size}, got {list(preferred_batch_sizes)}")
+    if pad_to_preferred and not preferred_batch_sizes:
+        raise ConfigError("pad_to_preferred needs preferred_batch_sizes")
+
+
+class BatchedSession(Session):
+    """A session whose ``run`` goes through a `DynamicBatcher`: what ``load(..., batching=...)`` returns.
+
+    Same API as `Session`; ``submit`` and ``run_async`` add the batcher's asynchronous forms.
+    """
+
+    def __init__(self, session: Session, batcher: DynamicBatcher) -> None:
+        super().__init__(session.model, session.plan, session._backend_for_batching(), session.card)
+        self.inner = session
+        self.batcher = batcher
+        self._batched_run = batcher.infer
+
+    def run(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return self._batched_run(feeds)
+
+    __call__ = run
+
+    def submit(self, feeds: np.ndarray | Mapping[str, Any]) -> Future[dict[str, np.ndarray]]:
+        return self.batcher.submit(feeds)
+
+    async def run_async(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return await self.batcher.infer_async(feeds)
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.inner.close()
+        self._backend = None
+
+
+def batching_options(batching: Any) -> dict[str, Any]:
+    """``load(batching=...)``: True (defaults), a max batch size, or a dict of batcher options."""
+    if batching is True:
+        return {"max_batch_size": 8}
+    if isinstance(batching, int) and not isinstance(batching, bool):
+        return {"max_batch_size": batching}
+    if isinstance(batching, Mapping):
+        return {"max_batch_size": 8, **batching}
+    raise ConfigError(f"batching must be True, a max batch size or a dict of DynamicBatcher options, got {batching!r}")
