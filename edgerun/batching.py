@@ -6,8 +6,10 @@ per-request timeout, instances, preserved order), in process. Rules:
 * Requests with different non-batch shapes or dtypes never share a batch: each shape has its
   own group (what fixed-shape backends and CUDA graph buckets need).
 * No idle wait: a lone request on an idle batcher runs at once (``infer`` even runs it in the
-  caller's thread, skipping the hand-off); the queue delay only applies to requests that
-  arrived while every worker was busy, so a single caller is never slower than no batching.
+  caller's thread, skipping the hand-off), so a single caller is never slower than no batching.
+  The queue delay only applies under load (every worker busy, or a batch of several requests
+  just finished and its callers are about to return), and it counts from when a worker could
+  take the batch: waiting behind a busy worker does not use it up.
 * A request is validated at ``submit`` (bad feeds never poison a batch), rejected at once when
   the queue is full, failed with `RequestTimeoutError` when it waits past its timeout (never
   run late), and gets exactly the rows it sent back. A backend error fails exactly the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import itertools
 import logging
 import threading
@@ -47,7 +50,7 @@ _SAMPLES_KEPT = 20_000
 """Queue-wait and execution times kept for stats() percentiles (the most recent ones)."""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: requests hold arrays, and `in`/remove must not compare them
 class _Request:
     feeds: dict[str, np.ndarray]
     rows: int
@@ -58,6 +61,9 @@ class _Request:
     sequence: int
     behind_busy: bool
     """It arrived while every worker was busy: it may wait (up to the queue delay) for company."""
+    hold_until: float
+    """It arrived just after a batch of several requests: it may wait until then for that batch's
+    callers to come back (0.0: it did not)."""
     state: str = "queued"
     """queued -> taken | expired | cancelled."""
 
@@ -80,9 +86,10 @@ class DynamicBatcher:
     """Merge concurrent requests to ``session`` into batches of up to ``max_batch_size`` rows.
 
     ``instances`` workers run batches in parallel: they share ``session`` when its backend runs
-    concurrent calls (ONNX Runtime), or each gets its own session (``session_per_instance``;
-    TensorRT contexts serialise calls). ``pad_to_preferred`` pads a batch up to the nearest
+    concurrent calls (ONNX Runtime), or each gets its own (``session_per_instance``; TensorRT
+    contexts serialise calls). ``pad_to_preferred`` pads a batch up to the nearest
     ``preferred_batch_sizes`` entry (for fixed-shape backends) and drops the padding rows.
+    Futures are resolved outside the batcher's lock, so their callbacks may use the batcher.
     """
 
     def __init__(
@@ -100,7 +107,7 @@ class DynamicBatcher:
         session_per_instance: bool | None = None,
     ) -> None:
         _check_args(session, max_batch_size, max_queue_delay_ms, preferred_batch_sizes, max_queue_size,
-                    default_timeout_ms, instances, pad_to_preferred)  # fmt: skip
+                    default_timeout_ms, instances, preserve_order, pad_to_preferred, session_per_instance)  # fmt: skip
         self.session = session
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1e3
@@ -113,10 +120,11 @@ class DynamicBatcher:
             session_per_instance = session.backend != "onnxruntime"  # ORT sessions run concurrent calls
         self._own_sessions = [session.reopen() for _ in range(instances - 1)] if session_per_instance else []
         pool = [session, *self._own_sessions] if session_per_instance else [session] * instances
+        self._pool_size = len(pool)
         self._free: deque[Session] = deque(pool)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        """Workers wait here for queued work and a free session."""
+        """Workers (and close) wait here for queued work or a returned session."""
         self._deadline_wake = threading.Condition(self._lock)
         """The timeout reaper waits here for an earlier deadline or close."""
         self._groups: OrderedDict[tuple[Any, ...], deque[_Request]] = OrderedDict()
@@ -127,7 +135,13 @@ class DynamicBatcher:
         self._sequence = itertools.count()
         self._deadlines: list[tuple[float, int, _Request]] = []
         self._release_next = 0
-        self._finished: dict[int, tuple[_Request, dict[str, np.ndarray] | None, BaseException | None]] = {}
+        self._last_batch_end = 0.0
+        self._busy_until = 0.0
+        """Until then, a request finding a free worker may still wait for company: right after a
+        batch of several requests, that batch's callers are about to come back."""
+        self._expected_back = 0
+        """Callers of that batch not yet back; when the last one is, the wait ends at once."""
+        self._finished: dict[int, _Outcome] = {}
         self._workers = [
             threading.Thread(target=self._work, name=f"edgerun-batcher-{i}", daemon=True) for i in range(instances)
         ]
@@ -141,13 +155,11 @@ class DynamicBatcher:
         self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
     ) -> Future[dict[str, np.ndarray]]:
         """Queue a request; the future resolves to exactly this request's rows of every output."""
-        request = self._admit(feeds, timeout_ms)
-        return request.future
+        return self._admit(feeds, timeout_ms).future
 
     def infer(self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None) -> dict[str, np.ndarray]:
         """Run a request and wait for it; on an idle batcher it runs at once in this thread."""
-        request = self._admit(feeds, timeout_ms, inline=True)
-        return request.future.result()
+        return self._admit(feeds, timeout_ms, inline=True).future.result()
 
     async def infer_async(
         self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
@@ -180,7 +192,9 @@ class DynamicBatcher:
             }
 
     def close(self, drain: bool = True) -> None:
-        """Stop: finish queued work (``drain``) or cancel it; waits for every thread. Idempotent."""
+        """Stop: finish queued work (``drain``) or cancel it; waits for every thread and inline call."""
+        cancelled: list[_Request] = []
+        outcomes: list[_Outcome] = []
         with self._lock:
             if not self._closing:
                 self._closing = True
@@ -188,17 +202,28 @@ class DynamicBatcher:
                 if not drain:
                     for group in self._groups.values():
                         for request in group:
-                            self._finish_locked(request, None, None, cancel=True)
+                            request.state = "cancelled"
+                            self._stats.cancelled += 1
+                            cancelled.append(request)
+                            outcomes += self._release_locked(_Outcome(request, None, None))
                     self._groups.clear()
                     self._queued = 0
             self._wake.notify_all()
             self._deadline_wake.notify_all()
+        for request in cancelled:
+            if request.future.cancel():
+                request.future.set_running_or_notify_cancel()  # what wakes concurrent.futures.wait()
+        _resolve_all(outcomes)
         current = threading.current_thread()
         for thread in (*self._workers, self._reaper):
             if thread is not current:
                 thread.join()
+        with self._lock:  # requests running inline in callers' threads finish on their sessions
+            while len(self._free) < self._pool_size:
+                self._wake.wait()
         for own in self._own_sessions:
             own.close()
+        self._own_sessions = []
 
     @property
     def closed(self) -> bool:
@@ -215,7 +240,7 @@ class DynamicBatcher:
     # --- admission ----------------------------------------------------------------------------
 
     def _admit(self, feeds: Any, timeout_ms: float | None, inline: bool = False) -> _Request:
-        checked = self.session._validate(feeds)
+        checked = dict(self.session._validate(feeds))  # our own dict: the caller may reuse theirs
         rows = _rows(checked, self.session.label)
         if rows > self.max_batch_size:
             raise InputError(
@@ -244,16 +269,17 @@ class DynamicBatcher:
                 deadline=now + timeout_s if timeout_s > 0 else None,
                 sequence=next(self._sequence),
                 behind_busy=not self._free,
+                hold_until=self._hold_until_locked(now),
             )
             self._stats.requests += 1
-            if inline and self._free and not self._queued:
-                session = self._free.popleft()  # idle batcher: run here, no hand-off to a worker
+            session = None
+            if inline and self._free and not self._queued and not request.behind_busy and not request.hold_until:
+                session = self._free.pop()  # idle batcher: run here, no hand-off to a worker
                 request.state = "taken"
                 request.future.set_running_or_notify_cancel()
                 self._stats.inline += 1
                 self._stats.queue_wait_s.append(0.0)
             else:
-                session = None
                 self._groups.setdefault(group, deque()).append(request)
                 self._queued += 1
                 if request.deadline is not None:
@@ -265,43 +291,119 @@ class DynamicBatcher:
                     self._wake.notify()
         if session is not None:
             self._execute(session, [request])
+        else:
+            request.future.add_done_callback(lambda _: self._on_done(request))
         return request
+
+    def _hold_until_locked(self, now: float) -> float:
+        """How long a new request may wait for the callers of the batch that just ended (0: no wait).
+
+        In a closed loop (camera threads calling ``infer`` again as soon as they have a result)
+        the first caller back would otherwise run alone and split the batch for good. The wait
+        ends when all of that batch's callers are back, and never outlasts the queue delay.
+        """
+        if now >= self._busy_until:
+            return 0.0
+        self._expected_back -= 1
+        if self._expected_back <= 0:
+            self._busy_until = now  # everyone is back: whatever is held can run now
+            return 0.0
+        return self._busy_until
+
+    def _on_done(self, request: _Request) -> None:
+        """A caller cancelled a queued request: withdraw it at once (it frees its place)."""
+        if not request.future.cancelled():
+            return
+        with self._lock:
+            if request.state != "queued":
+                return
+            request.state = "cancelled"
+            self._stats.cancelled += 1
+            self._unqueue_locked(request)
+            outcomes = self._release_locked(_Outcome(request, None, None))
+        request.future.set_running_or_notify_cancel()  # tells concurrent.futures.wait() it is done
+        _resolve_all(outcomes)
 
     # --- workers --------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
+            withdrawn: list[_Outcome] = []
             with self._lock:
-                batch, session = self._next_batch_locked()
-                if batch is None:
-                    return
+                batch, session = self._next_batch_locked(withdrawn)
+            _resolve_all(withdrawn)
+            if session is None:
+                return
             self._execute(session, batch)
 
-    def _next_batch_locked(self) -> tuple[Any, Any]:
-        """Wait for queued work and a free session, then take one batch (None: shut down)."""
+    def _next_batch_locked(self, withdrawn: list[_Outcome]) -> tuple[list[_Request], Session | None]:
+        """Wait for queued work and a free session, then take one batch (no session: shut down).
+
+        Requests whose callers cancelled them as they were taken go to ``withdrawn``.
+        """
         while True:
             if self._queued and self._free:
-                group_key, group = min(self._groups.items(), key=lambda item: item[1][0].enqueued)
-                oldest = group[0]
-                rows = sum(r.rows for r in group)
-                wait_until = oldest.enqueued + self.max_queue_delay_s
-                target = self._target_rows(rows)
-                if oldest.behind_busy and rows < target and time.perf_counter() < wait_until and not self._closing:
-                    self._wake.wait(timeout=wait_until - time.perf_counter())
-                    continue
-                return self._take_locked(group_key, group), self._free.popleft()
+                choice = self._choose_locked()
+                if choice is not None:
+                    batch = self._take_locked(*choice, withdrawn)
+                    if batch:
+                        return batch, self._free.pop()  # the warmest session
+                continue
             if self._closing and (not self._queued or not self._drain):
-                return None, None
+                return [], None
             self._wake.wait()
 
+    def _choose_locked(self) -> tuple[tuple[Any, ...], deque[_Request]] | None:
+        """A group ready to run: a full one first, else the oldest whose own wait is over.
+
+        Each group is judged on its own, so one group waiting for company never holds up another
+        that is ready. Returns None after waiting (until the earliest wait ends or news arrives).
+        """
+        now = time.perf_counter()
+        full: list[tuple[tuple[Any, ...], deque[_Request]]] = []
+        ready: list[tuple[tuple[Any, ...], deque[_Request]]] = []
+        earliest = float("inf")
+        for key, group in self._groups.items():
+            rows = sum(r.rows for r in group)
+            if rows >= self._target_rows(rows):
+                full.append((key, group))
+                continue
+            ready_at = self._ready_at_locked(group[0])
+            if now >= ready_at:
+                ready.append((key, group))
+            else:
+                earliest = min(earliest, ready_at)
+        if full or ready:
+            return min(full or ready, key=lambda item: item[1][0].enqueued)
+        self._wake.wait(timeout=earliest - now)
+        return None
+
+    def _ready_at_locked(self, oldest: _Request) -> float:
+        """When a group whose oldest request is ``oldest`` stops waiting for company."""
+        if self._closing:
+            return 0.0
+        ready_at = 0.0
+        if oldest.behind_busy:
+            # The delay gives others a chance to join once a worker can take them: time spent
+            # queued behind a busy worker does not use it up (else batches split under load).
+            ready_at = max(oldest.enqueued, self._last_batch_end) + self.max_queue_delay_s
+        if oldest.hold_until:
+            ready_at = max(ready_at, min(oldest.hold_until, self._busy_until))
+        return ready_at
+
     def _target_rows(self, rows: int) -> int:
-        """Rows worth waiting for: the next preferred size above ``rows``, else the maximum."""
+        """Rows worth waiting for: the next preferred size at or above ``rows``, else the maximum."""
         for size in self.preferred_batch_sizes:
             if size >= rows:
                 return size
         return self.max_batch_size
 
-    def _take_locked(self, key: tuple[Any, ...], group: deque[_Request]) -> list[_Request]:
+    def _take_locked(self, key: tuple[Any, ...], group: deque[_Request], withdrawn: list[_Outcome]) -> list[_Request]:
+        """Up to ``max_batch_size`` rows from the head of ``group``, marked running.
+
+        A request its caller cancels while it is being taken (its ``_on_done`` is waiting for the
+        lock) is skipped here and counted as cancelled: it never runs.
+        """
         batch: list[_Request] = []
         rows = 0
         now = time.perf_counter()
@@ -311,7 +413,7 @@ class DynamicBatcher:
             if not request.future.set_running_or_notify_cancel():
                 request.state = "cancelled"
                 self._stats.cancelled += 1
-                self._release_locked(request, None, None)
+                withdrawn.extend(self._release_locked(_Outcome(request, None, None)))
                 continue
             request.state = "taken"
             self._stats.queue_wait_s.append(now - request.enqueued)
@@ -323,16 +425,16 @@ class DynamicBatcher:
 
     def _execute(self, session: Session, batch: list[_Request]) -> None:
         """Run one batch on ``session`` and hand every request its rows (or the batch's error)."""
+        outcomes: list[_Outcome] = []
         try:
-            if not batch:
-                return
             rows = [r.rows for r in batch]
             total = sum(rows)
             padded = self._padded_size(total)
-            feeds = {name: _stack([r.feeds[name] for r in batch], padded - total) for name in batch[0].feeds}
             started = time.perf_counter()
             try:
+                feeds = {name: _stack([r.feeds[name] for r in batch], padded - total) for name in batch[0].feeds}
                 outputs = session._backend_run(feeds)  # validated at submit: skip the session's check
+                results = _split(outputs, rows, padded, self.session.label)
             except BaseException as exc:
                 failure = BackendError(
                     f"{self.session.label}: the batch of {total} rows this request was in failed: {exc}"
@@ -341,23 +443,27 @@ class DynamicBatcher:
                 with self._lock:
                     self._stats.failed += len(batch)
                     for request in batch:
-                        self._finish_locked(request, None, failure)
+                        outcomes += self._release_locked(_Outcome(request, None, failure))
                 if not isinstance(exc, Exception):
                     raise
                 return
             elapsed = time.perf_counter() - started
-            results = _split(outputs, rows, total, self.session.label)
             with self._lock:
                 self._stats.batches += 1
                 self._stats.batch_sizes[total] += 1
                 self._stats.execute_s.append(elapsed)
                 for request, result in zip(batch, results, strict=True):
-                    self._finish_locked(request, result, None)
+                    outcomes += self._release_locked(_Outcome(request, result, None))
         finally:
             with self._lock:
+                self._last_batch_end = time.perf_counter()
+                if len(batch) > 1 and self.max_queue_delay_s:
+                    self._busy_until = self._last_batch_end + self.max_queue_delay_s
+                    self._expected_back = len(batch)
                 self._free.append(session)
                 if self._queued or self._closing:  # an idle batcher has nobody to wake
-                    self._wake.notify()
+                    self._wake.notify_all()
+            _resolve_all(outcomes)  # outside the lock: futures' callbacks may call the batcher
 
     def _padded_size(self, rows: int) -> int:
         if not self.pad_to_preferred:
@@ -366,31 +472,16 @@ class DynamicBatcher:
 
     # --- completion -------------------------------------------------------------------------
 
-    def _finish_locked(
-        self,
-        request: _Request,
-        result: dict[str, np.ndarray] | None,
-        error: BaseException | None,
-        cancel: bool = False,
-    ) -> None:
-        if cancel:
-            request.state = "cancelled"
-            if request.future.cancel():
-                self._stats.cancelled += 1
-        self._release_locked(request, result, error)
-
-    def _release_locked(
-        self, request: _Request, result: dict[str, np.ndarray] | None, error: BaseException | None
-    ) -> None:
-        """Resolve ``request``'s future; with ``preserve_order``, only after every earlier one."""
+    def _release_locked(self, outcome: _Outcome) -> list[_Outcome]:
+        """Outcomes that may be resolved now; with ``preserve_order``, only once every earlier one is."""
         if not self.preserve_order:
-            _resolve(request, result, error)
-            return
-        self._finished[request.sequence] = (request, result, error)
+            return [outcome]
+        self._finished[outcome.request.sequence] = outcome
+        ready = []
         while self._release_next in self._finished:
-            ready, ready_result, ready_error = self._finished.pop(self._release_next)
-            _resolve(ready, ready_result, ready_error)
+            ready.append(self._finished.pop(self._release_next))
             self._release_next += 1
+        return ready
 
     def _unqueue_locked(self, request: _Request) -> None:
         group = self._groups.get(request.group)
@@ -402,43 +493,51 @@ class DynamicBatcher:
 
     def _reap(self) -> None:
         """Fail queued requests the moment their timeout passes: none is ever run late."""
-        with self._lock:
-            while True:
+        while True:
+            outcomes: list[_Outcome] = []
+            with self._lock:
                 if self._closing and not self._queued:
                     return
                 now = time.perf_counter()
                 while self._deadlines and (self._deadlines[0][0] <= now or self._deadlines[0][2].state != "queued"):
                     deadline, _, request = heapq.heappop(self._deadlines)
-                    if request.state == "queued" and deadline <= now:
-                        request.state = "expired"
-                        self._stats.timed_out += 1
-                        self._unqueue_locked(request)
-                        waited = (now - request.enqueued) * 1e3
-                        if request.future.set_running_or_notify_cancel():
-                            self._release_locked(
-                                request,
-                                None,
-                                RequestTimeoutError(
-                                    f"{self.session.label}: request waited {waited:.1f} ms in the queue, past its "
-                                    f"timeout; it was not run"
-                                ),
-                            )
-                        else:
-                            self._release_locked(request, None, None)
-                timeout = self._deadlines[0][0] - now if self._deadlines else None
-                if self._closing:
-                    timeout = 0.05 if timeout is None else min(timeout, 0.05)
-                self._deadline_wake.wait(timeout=timeout)
+                    if request.state != "queued" or deadline > now:
+                        continue
+                    request.state = "expired"
+                    self._stats.timed_out += 1
+                    self._unqueue_locked(request)
+                    waited = (now - request.enqueued) * 1e3
+                    error = RequestTimeoutError(
+                        f"{self.session.label}: request waited {waited:.1f} ms in the queue, past its timeout; "
+                        "it was not run"
+                    )
+                    outcomes += self._release_locked(_Outcome(request, None, error))
+                if not outcomes:
+                    timeout = self._deadlines[0][0] - now if self._deadlines else None
+                    if self._closing:
+                        timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                    self._deadline_wake.wait(timeout=timeout)
+            _resolve_all(outcomes)
 
 
-def _resolve(request: _Request, result: dict[str, np.ndarray] | None, error: BaseException | None) -> None:
-    future = request.future
-    if future.done():  # cancelled (by the caller, or close(drain=False))
-        return
-    if error is not None:
-        future.set_exception(error)
-    elif result is not None:
-        future.set_result(result)
+@dataclass
+class _Outcome:
+    request: _Request
+    result: dict[str, np.ndarray] | None
+    error: BaseException | None
+
+
+def _resolve_all(outcomes: list[_Outcome]) -> None:
+    for outcome in outcomes:
+        future = outcome.request.future
+        if future.done():  # cancelled (by the caller, or close(drain=False))
+            continue
+        if not future.running() and not future.set_running_or_notify_cancel():
+            continue
+        if outcome.error is not None:
+            future.set_exception(outcome.error)
+        elif outcome.result is not None:
+            future.set_result(outcome.result)
 
 
 def _rows(feeds: Mapping[str, np.ndarray], label: str) -> int:
@@ -457,9 +556,9 @@ def _stack(parts: list[np.ndarray], padding: int) -> np.ndarray:
 def _split(outputs: Mapping[str, np.ndarray], rows: list[int], total: int, label: str) -> list[dict[str, np.ndarray]]:
     """Each request's rows of every output, as arrays it owns (copies, not views of the batch)."""
     for name, array in outputs.items():
-        if array.ndim == 0 or array.shape[0] < total:
+        if array.ndim == 0 or array.shape[0] != total:
             raise BackendError(f"{label}: output '{name}' has no batch axis of {total} rows (shape {array.shape})")
-    if len(rows) == 1 and all(array.shape[0] == total for array in outputs.values()):
+    if len(rows) == 1 and rows[0] == total:
         return [dict(outputs)]  # the backend's arrays are new on every call: this request owns them
     results: list[dict[str, np.ndarray]] = []
     start = 0
@@ -476,34 +575,56 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50": nearest_rank(ms, 50), "p99": nearest_rank(ms, 99)}
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_args(
     session: Session,
-    max_batch_size: int,
-    max_queue_delay_ms: float,
-    preferred_batch_sizes: Sequence[int],
-    max_queue_size: int,
-    default_timeout_ms: float,
-    instances: int,
-    pad_to_preferred: bool,
+    max_batch_size: Any,
+    max_queue_delay_ms: Any,
+    preferred_batch_sizes: Any,
+    max_queue_size: Any,
+    default_timeout_ms: Any,
+    instances: Any,
+    preserve_order: Any,
+    pad_to_preferred: Any,
+    session_per_instance: Any,
 ) -> None:
+    """Every option checked for type and range: a wrong one is a ConfigError, not a TypeError later."""
     if not isinstance(session, Session):
         raise ConfigError(f"DynamicBatcher needs an edgerun Session, got {type(session).__name__}")
     if session.closed:
         raise BatcherClosedError(f"session for {session.label} is closed")
-    if not all(s.has_dynamic_batch for s in session.inputs):
+    for kind, specs in (("input", session.inputs), ("output", session.outputs)):
+        if not all(s.has_dynamic_batch for s in specs):
+            raise ConfigError(
+                f"{session.label}: batching needs a dynamic batch axis (axis 0) on every {kind} "
+                f"({', '.join(s.describe() for s in specs)})"
+            )
+    for name, value in (("max_batch_size", max_batch_size), ("instances", instances)):
+        if not _is_int(value) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if not _is_int(max_queue_size) or max_queue_size < 0:
+        raise ConfigError(f"max_queue_size must be an integer >= 0 (0: unbounded), got {max_queue_size!r}")
+    for name, value in (("max_queue_delay_ms", max_queue_delay_ms), ("default_timeout_ms", default_timeout_ms)):
+        if not _is_number(value) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    sizes = list(preferred_batch_sizes) if isinstance(preferred_batch_sizes, (list, tuple)) else None
+    if sizes is None or not all(_is_int(s) and 1 <= s <= max_batch_size for s in sizes):
         raise ConfigError(
-            f"{session.label}: batching needs a dynamic batch axis on every input "
-            f"({', '.join(s.describe() for s in session.inputs)})"
+            f"preferred_batch_sizes must be integers in 1..{max_batch_size}, got {preferred_batch_sizes!r}"
         )
-    if max_batch_size < 1:
-        raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size}")
-    if max_queue_delay_ms < 0 or default_timeout_ms < 0 or max_queue_size < 0:
-        raise ConfigError("max_queue_delay_ms, default_timeout_ms and max_queue_size must be >= 0")
-    if instances < 1:
-        raise ConfigError(f"instances must be >= 1, got {instances}")
-    if any(s < 1 or s > max_batch_size for s in preferred_batch_sizes):
-        raise ConfigError(f"preferred_batch_sizes must lie in 1..{max_batch_size}, got {list(preferred_batch_sizes)}")
-    if pad_to_preferred and not preferred_batch_sizes:
+    for name, value in (("preserve_order", preserve_order), ("pad_to_preferred", pad_to_preferred)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False, got {value!r}")
+    if session_per_instance is not None and not isinstance(session_per_instance, bool):
+        raise ConfigError(f"session_per_instance must be True, False or None, got {session_per_instance!r}")
+    if pad_to_preferred and not sizes:
         raise ConfigError("pad_to_preferred needs preferred_batch_sizes")
 
 
@@ -543,5 +664,9 @@ def batching_options(batching: Any) -> dict[str, Any]:
     if isinstance(batching, int) and not isinstance(batching, bool):
         return {"max_batch_size": batching}
     if isinstance(batching, Mapping):
+        known = set(inspect.signature(DynamicBatcher.__init__).parameters) - {"self", "session"}
+        unknown = sorted(set(map(str, batching)) - known)
+        if unknown:
+            raise ConfigError(f"unknown batching option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return {"max_batch_size": 8, **batching}
     raise ConfigError(f"batching must be True, a max batch size or a dict of DynamicBatcher options, got {batching!r}")

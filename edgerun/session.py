@@ -194,4 +194,10 @@ def load(
         return session
     from .batching import BatchedSession, DynamicBatcher, batching_options
 
-    return BatchedSession(session, DynamicBatcher(session, **batching_options(batching)))
+    try:
+        batched = BatchedSession(session, DynamicBatcher(session, **batching_options(batching)))
+    except BaseException:
+        session.close()
+        raise
+    batched._load_args = (load_args[0], {**load_args[1], "batching": batching})
+    return batched
