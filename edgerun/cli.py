@@ -17,8 +17,10 @@ import click
 from rich.markup import escape
 
 from . import __version__
+from .cli_bench import bench_cmd
 from .cli_common import CONTEXT, backend_options, emit_json, err, options_for, out
 from .cli_precision import compare_cmd, convert_cmd, quantize_cmd, tune_cmd
+from .cli_report import report_cmd
 from .cli_trt import build_cmd, cache_cmd, selftest_cmd
 from .errors import EdgerunError, ThresholdError
 
@@ -119,95 +121,17 @@ def run(
     render_run(out, report)
 
 
-@cli.command()
-@click.argument("model", required=False)
-@click.option("-b", "--batch", type=click.IntRange(min=1), default=None, help="Batch size (default 1).")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
-@click.option(
-    "-n", "--iterations", type=click.IntRange(min=1), default=None, help="Timed calls (default 200; 1 with --duration)."
-)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="Keep measuring for at least this many seconds.",
-)
-@click.option(
-    "--deadline-ms",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Real-time budget per call; pass when p99 <= it (default: the device's).",
-)
-@click.option("--shape", multiple=True, metavar="NAME=1x3x224x224", help="Shape of an input with free dimensions.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON here.")
-@click.option("--fail-on-miss", is_flag=True, help="Exit with code 3 when the deadline is missed.")
-@backend_options
-def bench(
-    model: str | None,
-    batch: int | None,
-    warmup: int,
-    iterations: int | None,
-    duration: float,
-    deadline_ms: float | None,
-    shape: tuple[str, ...],
-    seed: int,
-    json_path: Path | None,
-    fail_on_miss: bool,
-    device: str,
-    backend: str,
-    precision: str,
-    threads: int | None,
-) -> None:
-    """Measure MODEL's latency (min/mean/p50/p90/p95/p99/max), throughput and real-time verdict.
-
-    MODEL is an .onnx file or a bundled model name; without it, the bundled default model.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from . import models
-    from .bench import benchmark
-    from .report import render_bench
-    from .session import current_device, load
-    from .specs import parse_shape_override
-
-    shapes = dict(parse_shape_override(s) for s in shape) if shape else None
-    count = iterations if iterations is not None else (1 if duration > 0 else 200)
-    profile = current_device()
-    options = options_for(threads)
-    with load(model or models.DEFAULT, device=device, backend=backend, precision=precision, **options) as s:
-        progress = Progress(
-            TextColumn("[bold]bench[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        )
-        with progress:
-            task = progress.add_task(s.card.name if s.card else s.model.path.name, total=count)
-            result = benchmark(
-                s,
-                profile,
-                batch=batch,
-                shapes=shapes,
-                warmup=warmup,
-                iterations=count,
-                duration_s=duration,
-                deadline_ms=deadline_ms,
-                seed=seed,
-                progress=lambda done: progress.update(task, completed=done, total=max(count, done)),
-            )
-    render_bench(out, result)
-    if json_path is not None:
-        emit_json(result.to_dict(), json_path)
-        out.print(f"report written to {escape(str(json_path))}")
-    if fail_on_miss and not result.meets_deadline:
-        raise SystemExit(3)
-
-
-for _command in (quantize_cmd, convert_cmd, compare_cmd, tune_cmd, build_cmd, cache_cmd, selftest_cmd):
+for _command in (
+    bench_cmd,
+    report_cmd,
+    quantize_cmd,
+    convert_cmd,
+    compare_cmd,
+    tune_cmd,
+    build_cmd,
+    cache_cmd,
+    selftest_cmd,
+):
     cli.add_command(_command)
 
 

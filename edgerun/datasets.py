@@ -75,7 +75,7 @@ def load_samples(
     if not path.exists():
         raise CalibrationError(f"{path}: data source not found")
     if path.is_dir() or is_image_path(path):
-        files = _image_files(path)
+        files = image_files(path)
         index = pick(len(files), samples, seed)
         chosen = [files[i] for i in index]
         name = only_input(inputs, str(path))
@@ -107,7 +107,7 @@ def load_samples(
     return SampleSet(arrays, found, str(path))
 
 
-def _image_files(path: Path) -> list[Path]:
+def image_files(path: Path) -> list[Path]:
     if not path.is_dir():
         return [path]
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))

@@ -86,6 +86,14 @@ class CalibrationError(InputError):
     """Calibration data that is missing, empty, unreadable or does not fit the model."""
 
 
+class ResultFileError(InputError):
+    """A bench result file (``edgerun bench --json``) that is missing, not JSON, from another schema or incomplete."""
+
+    def __init__(self, path: str | PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {problem}")
+
+
 # --- configuration and backends ---------------------------------------------------------------
 
 
@@ -144,6 +152,10 @@ class RequestTimeoutError(EdgerunError, TimeoutError):
 
 class ConversionError(EdgerunError):
     """A precision conversion (INT8 quantization, FP16) that cannot be done or produced nothing."""
+
+
+class MissingExtraError(EdgerunError, ImportError):
+    """An optional feature whose extra is not installed; the message names the ``pip install`` that adds it."""
 
 
 class ThresholdError(EdgerunError):

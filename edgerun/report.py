@@ -107,27 +107,97 @@ def render_plan(console: Console, plan: dict[str, Any] | None, error: str | None
 def render_bench(console: Console, result: BenchResult) -> None:
     data = result.to_dict()
     latency = data["latency_ms"]
+    device = data["device"]
     table = Table(
-        title=f"edgerun bench: {data['model']} on {data['device']['kind']} ({data['device']['model']})",
+        title=f"edgerun bench: {data['model']}, {data['scenario']}",
         title_justify="left",
     )
-    for column in ("", "min", "mean", "p50", "p90", "p95", "p99", "max"):
+    unit = "ms per batch" if data["scenario"] == "offline" else "ms per query"
+    for column in (unit, "min", "mean", "median", "p90", "p95", "p99", "max"):
         table.add_column(column, justify="right")
-    table.add_row("latency ms", *(f"{latency[k]:.3f}" for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")))
+    table.add_row("latency", *(f"{latency[k]:.3f}" for k in ("min", "mean", "median", "p90", "p95", "p99", "max")))
     console.print(table)
-    shapes = ", ".join(f"{k} {v}" for k, v in data["input_shapes"].items())
+    shapes = ", ".join(f"{k} {v}" for k, v in data["inputs"]["shapes"].items())
     console.print(
         f"backend {data['backend']} ({', '.join(data['plan']['targets'])}), precision {data['precision']}, "
-        f"{data['threads']} thread(s), batch {data['batch']} ({shapes}), "
-        f"{data['iterations']} iterations after {data['warmup']} warm-up"
+        f"{data['threads']} thread(s), batch {data['batch']} ({escape(shapes)}); inputs: "
+        f"{escape(data['inputs']['source'])}; {data['queries']} queries in {data['wall_s']:.2f} s "
+        f"after {data['settings']['warmup']} warm-up"
     )
-    console.print(f"throughput {data['throughput_per_s']:.1f} samples/s")
+    console.print(
+        f"throughput {data['throughput_per_s']:.1f} samples/s ({data['qps']:.1f} queries/s); "
+        f"score: {data['score']['metric']} [bold]{data['score']['value']:.3f}[/bold]"
+    )
+    server = data["server"]
+    if server:
+        held = "[green]held[/green]" if server["bound_held"] else "[red]NOT held[/red]"
+        console.print(
+            f"server: target {server['target_qps']:.1f} QPS (issued {server['issued_qps']:.1f}), achieved "
+            f"{server['achieved_qps']:.1f}; p99 {server['p99_ms']:.3f} ms vs bound {server['latency_bound_ms']:g} ms: "
+            f"{held}; late {server['late_fraction']:.1%}, dropped {server['dropped_fraction']:.1%}"
+        )
+        for trial in server.get("trials", []):
+            mark = "held" if trial["bound_held"] else "not held"
+            console.print(
+                f"  search: {trial['target_qps']:.1f} QPS -> p99 {trial['p99_ms']:.3f} ms, "
+                f"achieved {trial['achieved_qps']:.1f} ({mark})"
+            )
+    phases = data["gpu_phases_ms"]
+    if phases:
+        console.print("GPU median ms: " + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
+    system = data["system"]
+    facts = [f"{device['kind']} ({device['model']}), {device['cores']} cores"]
+    if system.get("governor"):
+        facts.append(f"governor {system['governor']}")
+    if system.get("nvpmodel"):
+        facts.append(f"power mode {system['nvpmodel']}")
+    if system.get("max_temperatures_c"):
+        hottest = max(system["max_temperatures_c"].items(), key=lambda item: item[1])
+        facts.append(f"max temperature {hottest[1]:.1f} C ({hottest[0]})")
+    console.print("device: " + escape(", ".join(facts)))
     for fallback in data["fallbacks"]:
         console.print(f"[yellow]fallback:[/yellow] {escape(fallback)}")
     for warning in data["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    verdict = "[bold green]PASS[/bold green]" if data["meets_deadline"] else "[bold red]FAIL[/bold red]"
-    console.print(f"real-time deadline {data['deadline_ms']:.1f} ms: {verdict} (p99 {latency['p99']:.3f} ms)")
+    for note in data["notes"]:
+        console.print(f"note: {escape(note)}")
+    console.print(f"real-time deadline: {escape(data['deadline_rule'])}: {_verdict(data['meets_deadline'])}")
+
+
+def _verdict(passed: bool) -> str:
+    return "[bold green]PASS[/bold green]" if passed else "[bold red]FAIL[/bold red]"
+
+
+def render_sweep(console: Console, document: dict[str, Any]) -> None:
+    runs = document["runs"]
+    first = runs[0]
+    table = Table(
+        title=f"sweep: {first['model']} on {first['device']['kind']}, {first['scenario']}", title_justify="left"
+    )
+    for column in ("precision", "threads", "batch", "p50 ms", "p90 ms", "p99 ms", "samples/s", "score", "verdict"):
+        table.add_column(column, justify="right")
+    for index, run in enumerate(runs):
+        latency = run["latency_ms"]
+        style = "bold" if index == document["best"] else None
+        table.add_row(
+            run["precision"],
+            str(run["threads"]),
+            str(run["batch"]),
+            f"{latency['p50']:.3f}",
+            f"{latency['p90']:.3f}",
+            f"{latency['p99']:.3f}",
+            f"{run['throughput_per_s']:.1f}",
+            f"{run['score']['value']:.3f}",
+            _verdict(run["meets_deadline"]),
+            style=style,
+        )
+    console.print(table)
+    if document["best"] is not None:
+        best = runs[document["best"]]
+        console.print(
+            f"[bold]best:[/bold] {best['precision']}, {best['threads']} thread(s), batch {best['batch']}: "
+            f"{escape(document['best_reason'])}"
+        )
 
 
 def render_run(console: Console, report: dict[str, Any]) -> None:

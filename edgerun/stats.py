@@ -22,8 +22,13 @@ def nearest_rank(values: Sequence[float] | np.ndarray, percentile: float) -> flo
     data = np.sort(np.asarray(values, dtype=np.float64))
     if data.size == 0:
         raise ValueError("no values")
-    rank = max(1, math.ceil(percentile / 100 * data.size - 1e-9))
-    return float(data[rank - 1])
+    return _ranked(data, percentile)
+
+
+def _ranked(ordered: np.ndarray, percentile: float) -> float:
+    """`nearest_rank` of already sorted values (sort once for several percentiles)."""
+    rank = max(1, math.ceil(percentile / 100 * ordered.size - 1e-9))
+    return float(ordered[rank - 1])
 
 
 @dataclass(frozen=True)
@@ -47,18 +52,18 @@ class LatencyStats:
 
     @classmethod
     def from_seconds(cls, seconds: Sequence[float] | np.ndarray) -> LatencyStats:
-        ms = np.asarray(seconds, dtype=np.float64) * 1e3
+        ms = np.sort(np.asarray(seconds, dtype=np.float64) * 1e3)
         if ms.size == 0:
             raise ValueError("no latencies to summarise")
         return cls(
             count=int(ms.size),
-            min=float(ms.min()),
+            min=float(ms[0]),
             mean=float(ms.mean()),
-            p50=nearest_rank(ms, 50),
-            p90=nearest_rank(ms, 90),
-            p95=nearest_rank(ms, 95),
-            p99=nearest_rank(ms, 99),
-            max=float(ms.max()),
+            p50=_ranked(ms, 50),
+            p90=_ranked(ms, 90),
+            p95=_ranked(ms, 95),
+            p99=_ranked(ms, 99),
+            max=float(ms[-1]),
             stdev=float(ms.std()),
         )
 

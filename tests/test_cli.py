@@ -147,12 +147,12 @@ def test_bench_json_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert "PASS" in out
     assert "p99" in out
     report = json.loads(report_path.read_text())
-    for key in ("model", "backend", "device", "batch", "iterations", "latency_ms", "throughput_per_s"):
+    for key in ("model", "backend", "device", "batch", "queries", "latency_ms", "throughput_per_s"):
         assert key in report
     for key in ("deadline_ms", "meets_deadline", "versions"):
         assert key in report
     assert report["model"] == models.DEFAULT
-    assert report["iterations"] == 30
+    assert report["queries"] == 30
     assert set(report["latency_ms"]) >= {"min", "mean", "p50", "p90", "p95", "p99", "max"}
     assert report["meets_deadline"] is True
     assert FALLBACK in report["fallbacks"][0]
@@ -190,7 +190,11 @@ def test_bench_user_model_with_free_dims_needs_shape(capsys: pytest.CaptureFixtu
         (["bench", "resnet"], 1, "unknown model 'resnet'"),
         (["bench", "--backend", "tensorrt"], 1, "backend tensorrt cannot run"),
         (["bench", "--device", "tpu"], 1, "unknown device 'tpu'"),
-        (["bench", "--batch", "0"], 2, "Invalid value for '-b' / '--batch'"),
+        (["bench", "--batch", "0"], 1, "--batch: values must be >= 1, got '0'"),
+        (["bench", "--batch", "1,x"], 1, "--batch: cannot read '1,x'"),
+        (["bench", "--scenario", "streaming"], 2, "Invalid value for '--scenario'"),
+        (["bench", "--scenario", "server", "--target-qps", "0"], 1, "target QPS must be > 0"),
+        (["bench", "digits-student", "--batch", "1,2", "--scenario", "multi-stream"], 1, "--samples-per-query"),
         (["bench", "--frobnicate"], 2, "No such option"),
         (["info", "--precision", "int3", "digits-student", "--json"], 0, ""),
     ],
@@ -216,7 +220,7 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "o.json").read_text())["iterations"] == 5
+    assert json.loads((tmp_path / "o.json").read_text())["queries"] == 5
     bad = subprocess.run(["edgerun", "info", str(tmp_path / "x.onnx")], capture_output=True, text=True, check=False)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [f"error: {tmp_path / 'x.onnx'}: model file not found"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -142,6 +144,7 @@ class TensorRTBackend:
         self._no_graph: set[tuple[Any, ...]] = set()
         self.cuda_graphs = bool(options.get("cuda_graphs", plan.device_kind == "jetson"))
         self._lock = threading.Lock()
+        self._phases: _PhaseTimer | None = None
 
     def _deserialize(self, data: bytes) -> Any:
         engine = self._runtime.deserialize_cuda_engine(data)
@@ -178,9 +181,24 @@ class TensorRTBackend:
     def run_single(self, array: np.ndarray) -> dict[str, np.ndarray]:
         return self.run({self.inputs[0].name: array})
 
+    def measure_phases(self, enabled: bool) -> None:
+        """Time H2D copies, GPU compute and D2H copies with CUDA events, and the host's enqueue call
+        (what trtexec reports); off by default: four event records per call are not free."""
+        with self._lock:
+            if self._phases is not None:
+                self._phases.close()
+            self._phases = _PhaseTimer() if enabled else None
+
+    def phase_times_ms(self) -> dict[str, float] | None:
+        """Median enqueue / compute / h2d / d2h times since `measure_phases` was turned on."""
+        with self._lock:
+            return self._phases.medians() if self._phases is not None else None
+
     def _run_locked(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        context, stream = self._context, self._stream
+        context, stream, phases = self._context, self._stream, self._phases
         changed = False
+        if phases is not None:
+            phases.events[0].record(stream)
         for name, array in feeds.items():
             binding = self._bindings[name]
             if binding.shape != array.shape:
@@ -208,10 +226,21 @@ class TensorRTBackend:
                 graph.close()
             self._graphs.clear()
         key = bucket({name: array.shape for name, array in feeds.items()})
-        self._enqueue(key)
+        if phases is None:
+            self._enqueue(key)
+        else:
+            phases.events[1].record(stream)
+            started = time.perf_counter()
+            self._enqueue(key)
+            phases.enqueue_ms.append((time.perf_counter() - started) * 1e3)
+            phases.events[2].record(stream)
         for binding in outputs:
             cuda.copy_to_host(binding.host.array, binding.device.ptr, stream)
+        if phases is not None:
+            phases.events[3].record(stream)
         stream.synchronize()
+        if phases is not None:
+            phases.collect()
         return {b.name: b.host.array.copy() for b in outputs}
 
     def _ensure(self, binding: _Binding, shape: tuple[int, ...]) -> bool:
@@ -250,6 +279,9 @@ class TensorRTBackend:
             raise BackendError(f"TensorRT execute_async_v3 failed for {self._name}")
 
     def close(self) -> None:
+        if getattr(self, "_phases", None) is not None:
+            self._phases.close()  # type: ignore[union-attr]
+            self._phases = None
         for graph in self._graphs.values():
             graph.close()
         self._graphs.clear()
@@ -287,3 +319,33 @@ ENTRY = BackendEntry(
     options=OPTIONS,
     precisions=precisions,
 )
+
+
+class _PhaseTimer:
+    """Four CUDA events per call (start, after H2D, after compute, after D2H) and the host's enqueue time."""
+
+    KEPT = 10_000
+
+    def __init__(self) -> None:
+        self.events = [cuda.Event() for _ in range(4)]
+        self.enqueue_ms: deque[float] = deque(maxlen=self.KEPT)
+        self.h2d_ms: deque[float] = deque(maxlen=self.KEPT)
+        self.compute_ms: deque[float] = deque(maxlen=self.KEPT)
+        self.d2h_ms: deque[float] = deque(maxlen=self.KEPT)
+
+    def collect(self) -> None:
+        """Read the last call's GPU times (the stream has been synchronized)."""
+        start, copied, computed, returned = self.events
+        self.h2d_ms.append(cuda.elapsed_ms(start, copied))
+        self.compute_ms.append(cuda.elapsed_ms(copied, computed))
+        self.d2h_ms.append(cuda.elapsed_ms(computed, returned))
+
+    def medians(self) -> dict[str, float] | None:
+        if not self.compute_ms:
+            return None
+        series = {"enqueue": self.enqueue_ms, "compute": self.compute_ms, "h2d": self.h2d_ms, "d2h": self.d2h_ms}
+        return {name: float(np.median(list(values))) for name, values in series.items()}
+
+    def close(self) -> None:
+        for event in self.events:
+            event.close()

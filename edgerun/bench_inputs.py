@@ -1,0 +1,162 @@
+"""What `edgerun bench` feeds the model: seeded random tensors, or real samples from a folder.
+
+Data-dependent models (detectors with post-processing, early-exit networks) must be timed on
+real inputs to be measured honestly; ``include_preprocess`` puts image decoding and
+preprocessing inside the timed query, as a camera app pays for them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import image_files, load_samples
+from .errors import CalibrationError, ConfigError, InputError
+from .preprocess import PreprocessSpec, is_image_path
+from .specs import TensorSpec
+
+DATA_SAMPLES = 512
+"""Samples read from a --data source into memory (cycled through by the queries)."""
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """Feeds for query i (``rows`` samples each); ``timed`` means building them is part of the query."""
+
+    description: str
+    rows: int
+    feeds: Callable[[int], dict[str, np.ndarray]]
+    timed: bool
+    shapes: dict[str, list[int]]
+
+
+def random_feeds(
+    specs: Sequence[TensorSpec],
+    batch: int | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Seeded random inputs shaped by the specs (symbols from ``shapes``, axis 0 = ``batch``)."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        shape = spec.concrete_shape(batch, shapes)
+        if spec.dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        elif spec.dtype.kind == "b":
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        elif spec.dtype.kind in "iu":
+            feeds[spec.name] = rng.integers(0, 10, shape).astype(spec.dtype)
+        else:
+            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
+    return feeds
+
+
+def random_source(
+    specs: Sequence[TensorSpec], rows: int | None, shapes: Mapping[str, Sequence[int]] | None, seed: int
+) -> InputSource:
+    """The same seeded random feeds for every query (so runs compare across devices)."""
+    feeds = random_feeds(specs, rows, shapes, seed)
+    first = next(iter(feeds.values()))
+    return InputSource(
+        description=f"random (seed {seed})",
+        rows=int(first.shape[0]) if first.ndim else 1,
+        feeds=lambda _: feeds,
+        timed=False,
+        shapes={name: list(a.shape) for name, a in feeds.items()},
+    )
+
+
+def data_source(
+    path: str | os.PathLike[str],
+    specs: Sequence[TensorSpec],
+    rows: int,
+    preprocess: PreprocessSpec | None,
+    *,
+    include_preprocess: bool = False,
+    seed: int = 0,
+) -> InputSource:
+    """Queries of ``rows`` consecutive samples from ``path`` (cycled), checked against the model."""
+    source = Path(path)
+    if not source.exists():
+        raise InputError(f"bench --data {source}: not found")
+    images = source.is_dir() or is_image_path(source)
+    if include_preprocess and not images:
+        raise ConfigError(f"--include-preprocess needs images (a folder or an image file); {source} holds arrays")
+    if images:
+        if preprocess is None:
+            raise ConfigError(
+                f"bench --data {source}: images need a preprocessing spec (the model has no card: pass --preprocess)"
+            )
+        _check_fits(preprocess, specs, source)
+    if include_preprocess and preprocess is not None:
+        return _image_source(source, specs, rows, preprocess)
+    try:
+        samples = load_samples(source, specs, preprocess=preprocess, samples=DATA_SAMPLES, seed=seed)
+    except CalibrationError as exc:
+        raise InputError(f"bench --data: {exc}") from exc
+    for spec in specs:
+        array = samples.inputs.get(spec.name)
+        if array is None:
+            raise InputError(f"bench --data {source}: no data for input '{spec.name}'", tensor=spec.name)
+        if not _fits(spec, array.shape[1:], array.dtype):
+            raise InputError(
+                f"bench --data {source}: samples of '{spec.name}' are {array.dtype} {list(array.shape[1:])}, "
+                f"the model expects {spec.describe()} (batch first)",
+                tensor=spec.name,
+                expected=spec.describe(),
+                got=f"{array.dtype} {list(array.shape)}",
+            )
+    count = samples.count
+    arrays = samples.inputs
+
+    def feeds(query: int) -> dict[str, np.ndarray]:
+        index = (np.arange(rows) + query * rows) % count
+        return {name: array[index] for name, array in arrays.items()}
+
+    first = feeds(0)
+    return InputSource(
+        description=f"{source} ({count} samples)",
+        rows=rows,
+        feeds=feeds,
+        timed=False,
+        shapes={name: list(a.shape) for name, a in first.items()},
+    )
+
+
+def _image_source(source: Path, specs: Sequence[TensorSpec], rows: int, spec: PreprocessSpec) -> InputSource:
+    try:
+        files = image_files(source)
+    except CalibrationError as exc:
+        raise InputError(f"bench --data: {exc}") from exc
+    name = specs[0].name
+    spec.load(files[0])  # an unreadable first image fails here, not mid-run
+
+    def feeds(query: int) -> dict[str, np.ndarray]:
+        return {name: spec.load_batch(files[(query * rows + j) % len(files)] for j in range(rows))}
+
+    return InputSource(
+        description=f"{source} ({len(files)} images, decoded and preprocessed in each query)",
+        rows=rows,
+        feeds=feeds,
+        timed=True,
+        shapes={name: [rows, *spec.sample_shape]},
+    )
+
+
+def _check_fits(spec: PreprocessSpec, specs: Sequence[TensorSpec], source: Path) -> None:
+    try:
+        spec.check_fits(specs)
+    except ConfigError as exc:
+        raise InputError(f"bench --data {source}: {exc}") from exc
+
+
+def _fits(spec: TensorSpec, sample_shape: Sequence[int], dtype: np.dtype) -> bool:
+    want = spec.shape[1:]
+    if len(want) != len(sample_shape) or np.dtype(dtype) != spec.dtype:
+        return False
+    return all(not isinstance(w, int) or w == g for w, g in zip(want, sample_shape, strict=True))
