@@ -1,11 +1,14 @@
-"""Helpers shared by the benchmark scripts: the compared cases, raw ORT sessions, machine facts."""
+"""Helpers shared by the benchmark scripts: the compared cases, raw ORT sessions, machine facts, timing blocks."""
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -103,3 +106,25 @@ def python_seconds(code: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def block_seconds(fn: Callable[[], object], calls: int) -> float:
+    """Per-call seconds of ``calls`` back-to-back calls, with the garbage collector paused."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - start) / calls
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def bootstrap_median(values: np.ndarray, samples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the median of ``values``."""
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(values, size=(samples, values.size), replace=True)
+    medians = np.median(picks, axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import REPO, machine
+from _common import REPO, block_seconds, bootstrap_median, machine
 from rich.console import Console
 from rich.table import Table
 
@@ -323,26 +323,6 @@ def _targets(key: str, r: dict[str, Any]) -> dict[str, Any]:
 # --- a lone request ------------------------------------------------------------------------------
 
 
-def _block(fn: Callable[[], object], calls: int) -> float:
-    """Per-call seconds of ``calls`` back-to-back calls, with the garbage collector paused."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        return (time.perf_counter() - start) / calls
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _bootstrap_median(values: np.ndarray, samples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    medians = np.median(rng.choice(values, size=(samples, values.size), replace=True), axis=1)
-    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
-
-
 def lone_request(case: ModelCase, rounds: int, block_s: float) -> dict[str, Any]:
     """One caller, idle batcher: ``infer`` (inline) and ``submit().result()`` (worker) vs ``Session.run``."""
     session = edgerun.load(case.model)
@@ -357,14 +337,14 @@ def lone_request(case: ModelCase, rounds: int, block_s: float) -> dict[str, Any]
         "submit": lambda: batcher.submit(x).result(),
     }
     for fn in sides.values():
-        _block(fn, 5)
-    one = max(_block(fn, 5) for fn in sides.values())
+        block_seconds(fn, 5)
+    one = max(block_seconds(fn, 5) for fn in sides.values())
     calls = max(3, round(block_s / one))
     per_call: dict[str, list[float]] = {k: [] for k in sides}
     orders = list(itertools.permutations(sides))  # every side in every position equally often
     for i in range(rounds):
         for side in orders[i % len(orders)]:
-            per_call[side].append(_block(sides[side], calls))
+            per_call[side].append(block_seconds(sides[side], calls))
     before_inline = batcher.stats()["inline"]
     batcher.infer(x)
     inline_ok = batcher.stats()["inline"] == before_inline + 1
@@ -381,7 +361,7 @@ def lone_request(case: ModelCase, rounds: int, block_s: float) -> dict[str, Any]
     for side in ("infer", "submit"):
         values = np.asarray(per_call[side])
         diff_us = (values - direct) * 1e6
-        low, high = _bootstrap_median(diff_us)
+        low, high = bootstrap_median(diff_us)
         out[side] = {
             "us": float(np.median(values) * 1e6),
             "delta_us": float(np.median(diff_us)),

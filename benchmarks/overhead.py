@@ -24,43 +24,29 @@ for both too.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import IMPORT_TARGET_S, OVERHEAD_CASES, RATIO_TARGETS, Case, machine, python_seconds, raw_session
+from _common import (
+    IMPORT_TARGET_S,
+    OVERHEAD_CASES,
+    RATIO_TARGETS,
+    Case,
+    block_seconds,
+    bootstrap_median,
+    machine,
+    python_seconds,
+    raw_session,
+)
 from rich.console import Console
 from rich.table import Table
 
 import edgerun
-
-
-def _block(fn: Callable[[], object], calls: int) -> float:
-    """Per-call seconds of ``calls`` back-to-back calls, with the garbage collector paused."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        return (time.perf_counter() - start) / calls
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _bootstrap_median(values: np.ndarray, samples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the median of ``values``."""
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(values, size=(samples, values.size), replace=True)
-    medians = np.median(picks, axis=1)
-    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
 
 
 def compare(case: Case, rounds: int, block_s: float, instances: int) -> dict[str, Any]:
@@ -90,8 +76,8 @@ def compare(case: Case, rounds: int, block_s: float, instances: int) -> dict[str
     # Warm every session up, then size blocks from the slower side so each block lasts about block_s.
     for k in range(instances):
         for fn in sides(k).values():
-            _block(fn, 5)
-    one_call = max(_block(fn, 5) for fn in sides(0).values())
+            block_seconds(fn, 5)
+    one_call = max(block_seconds(fn, 5) for fn in sides(0).values())
     calls = max(3, round(block_s / one_call))
 
     per_call: dict[str, list[float]] = {"edgerun": [], "raw": []}
@@ -99,14 +85,14 @@ def compare(case: Case, rounds: int, block_s: float, instances: int) -> dict[str
         pair = sides((i // 2) % instances)
         order = ("edgerun", "raw") if i % 2 == 0 else ("raw", "edgerun")
         for side in order:
-            per_call[side].append(_block(pair[side], calls))
+            per_call[side].append(block_seconds(pair[side], calls))
     for session in sessions:
         session.close()
 
     ours_s = np.asarray(per_call["edgerun"])
     raw_s = np.asarray(per_call["raw"])
     ratios = ours_s / raw_s
-    low, high = _bootstrap_median(ratios)
+    low, high = bootstrap_median(ratios)
     ratio = float(np.median(ratios))
     target = RATIO_TARGETS[case.model]
     return {
@@ -145,16 +131,16 @@ def compare_same_session(case: Case, rounds: int, block_s: float) -> dict[str, A
     inner = session._backend._session  # type: ignore[union-attr]
     sides = {"edgerun": lambda: session.run(x), "raw": lambda: inner.run(None, feeds)}
     for fn in sides.values():
-        _block(fn, 5)
-    calls = max(3, round(block_s / max(_block(fn, 5) for fn in sides.values())))
+        block_seconds(fn, 5)
+    calls = max(3, round(block_s / max(block_seconds(fn, 5) for fn in sides.values())))
     per_call: dict[str, list[float]] = {"edgerun": [], "raw": []}
     for i in range(rounds):
         for side in ("edgerun", "raw") if i % 2 == 0 else ("raw", "edgerun"):
-            per_call[side].append(_block(sides[side], calls))
+            per_call[side].append(block_seconds(sides[side], calls))
     session.close()
     ours_s, raw_s = np.asarray(per_call["edgerun"]), np.asarray(per_call["raw"])
     ratios = ours_s / raw_s
-    low, high = _bootstrap_median(ratios)
+    low, high = bootstrap_median(ratios)
     return {
         "case": case.label,
         "rounds": rounds,

@@ -65,29 +65,14 @@ def closed_loop(
     """Single- and multi-stream: time ``query(i)`` back to back until both minimums are met."""
     if min_queries < 1:
         raise ConfigError(f"min_queries must be >= 1, got {min_queries}")
-    for i in range(max(0, warmup)):
+
+    def run(i: int) -> int:
         query(i)
-    clock = time.perf_counter
-    latencies: list[float] = []
-    interrupted = False
-    start = last_report = clock()
-    try:
-        while True:
-            t0 = clock()
-            query(len(latencies))
-            t1 = clock()
-            latencies.append(t1 - t0)
-            if progress is not None and t1 - last_report >= _PROGRESS_EVERY_S:
-                progress(len(latencies), latencies)
-                last_report = t1
-            if len(latencies) >= min_queries and t1 - start >= min_duration_s:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-    wall = clock() - start
-    if progress is not None:
-        progress(len(latencies), latencies)
-    return ScenarioRun(np.asarray(latencies), wall, len(latencies), len(latencies) * samples_per_query, interrupted)
+        return samples_per_query
+
+    return _timed_loop(
+        run, lambda queries, _, elapsed: queries >= min_queries and elapsed >= min_duration_s, warmup, progress
+    )
 
 
 def offline(
@@ -102,22 +87,37 @@ def offline(
     over ``total_samples`` (and for at least ``min_duration_s``). Latencies are per batch."""
     if total_samples < 1:
         raise ConfigError(f"offline needs at least 1 sample, got {total_samples}")
+    return _timed_loop(
+        run_batch, lambda _, samples, elapsed: samples >= total_samples and elapsed >= min_duration_s, warmup, progress
+    )
+
+
+def _timed_loop(
+    run: Callable[[int], int],
+    done: Callable[[int, int, float], bool],
+    warmup: int,
+    progress: Progress | None,
+) -> ScenarioRun:
+    """Time ``run(i)`` (which returns its sample count) back to back until ``done(queries, samples,
+    seconds)``; Ctrl-C ends the loop with what was measured."""
     for i in range(max(0, warmup)):
-        run_batch(i)
+        run(i)
     clock = time.perf_counter
     latencies: list[float] = []
     samples = 0
     interrupted = False
     start = last_report = clock()
     try:
-        while samples < total_samples or clock() - start < min_duration_s:
+        while True:
             t0 = clock()
-            samples += run_batch(len(latencies))
+            samples += run(len(latencies))
             t1 = clock()
             latencies.append(t1 - t0)
             if progress is not None and t1 - last_report >= _PROGRESS_EVERY_S:
                 progress(len(latencies), latencies)
                 last_report = t1
+            if done(len(latencies), samples, t1 - start):
+                break
     except KeyboardInterrupt:
         interrupted = True
     wall = clock() - start
