@@ -19,6 +19,7 @@ from rich.markup import escape
 from . import __version__
 from .cli_bench import bench_cmd
 from .cli_common import CONTEXT, backend_options, emit_json, err, options_for, out
+from .cli_export import export_cmd
 from .cli_precision import compare_cmd, convert_cmd, quantize_cmd, tune_cmd
 from .cli_report import report_cmd
 from .cli_trt import build_cmd, cache_cmd, selftest_cmd
@@ -124,6 +125,7 @@ def run(
 for _command in (
     bench_cmd,
     report_cmd,
+    export_cmd,
     quantize_cmd,
     convert_cmd,
     compare_cmd,
