@@ -107,8 +107,7 @@ def bench_cmd(
     real-time verdict, system facts and warnings. Ctrl-C stops and still reports.
     """
     from . import models
-    from .bench import BenchConfig, BenchResult, _fixed_batch, benchmark
-    from .bench_io import markdown, write_csv
+    from .bench import BenchConfig, BenchResult, _fixed_batch
     from .feeds_io import parse_preprocess
     from .report import render_bench, render_sweep
     from .session import current_device, load
@@ -150,7 +149,7 @@ def bench_cmd(
                 spec = parse_preprocess(preprocess, card_spec) if (preprocess or data) else None
                 for point in group:
                     config = dataclasses.replace(base, batch=point.batch, preprocess=spec)
-                    result = _run_with_progress(session, profile, config, point.label(), quiet, benchmark)
+                    result = _run_with_progress(session, profile, config, point.label(), quiet)
                     results.append(result)
                     if result.interrupted:
                         raise KeyboardInterrupt
@@ -171,7 +170,7 @@ def bench_cmd(
             for result in results:
                 render_bench(out, result)
             render_sweep(out, document)
-    _write_outputs(document, runs, json_path, csv_path, md_path, plot_path, quiet, markdown, write_csv)
+    _write_outputs(document, runs, json_path, csv_path, md_path, plot_path, quiet)
     passed = [run["meets_deadline"] for run in runs]
     if quiet:
         verdict = "PASS" if any(passed) else "FAIL"
@@ -188,10 +187,11 @@ def _by_session(points: list[Any]) -> list[tuple[tuple[str, int | None], list[An
     return list(groups.items())
 
 
-def _run_with_progress(session: Any, profile: Any, config: Any, label: str, quiet: bool, benchmark: Any) -> Any:
+def _run_with_progress(session: Any, profile: Any, config: Any, label: str, quiet: bool) -> Any:
     """One bench run with a live progress bar (queries done, p50 and p99 of the latest queries)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .bench import benchmark
     from .stats import nearest_rank
 
     closed = config.scenario in ("single-stream", "multi-stream")
@@ -227,9 +227,9 @@ def _write_outputs(
     md_path: Path | None,
     plot_path: Path | None,
     quiet: bool,
-    markdown: Any,
-    write_csv: Any,
 ) -> None:
+    from .bench_io import markdown, write_csv
+
     written: list[Path] = []
     if json_path is not None:
         emit_json(document, json_path)
