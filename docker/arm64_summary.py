@@ -49,6 +49,24 @@ def failed_tests(xml_path: Path) -> list[str]:
     return names
 
 
+def skip_reasons(xml_path: Path) -> list[tuple[str, int]]:
+    """Why tests were skipped, most frequent first: a passing run must show what it did not test."""
+    if not xml_path.is_file():
+        return []
+    counts: dict[str, int] = {}
+    for skipped in ET.parse(xml_path).getroot().iter("skipped"):
+        reason = skipped.get("message", "").strip() or "(no reason given)"
+        counts[reason] = counts.get(reason, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def finished_at(logs: Path) -> dt.datetime:
+    """When the run wrote its last log: the summary's date, also when it is rendered again later."""
+    stamps = [path.stat().st_mtime for path in logs.iterdir() if path.is_file()]
+    when = max(stamps) if stamps else dt.datetime.now(dt.timezone.utc).timestamp()
+    return dt.datetime.fromtimestamp(when, dt.timezone.utc)
+
+
 def last_line(path: Path) -> str:
     if not path.is_file():
         return ""
@@ -115,7 +133,7 @@ def render(logs: Path, revision: str, iterations: int, pytest_args: str, qemu_cp
     out = [
         "# arm64 check: edgerun's Raspberry Pi path, executed under QEMU",
         "",
-        f"Written by `docker/arm64-check.sh` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
+        f"Written by `docker/arm64-check.sh`, run finished {finished_at(logs):%Y-%m-%d %H:%M} UTC. "
         f"Result: **{'all steps passed' if not failed else f'{len(failed)} step(s) failed'}** "
         f"({len(steps)} steps, {total_s / 60:.1f} min).",
         "",
@@ -174,6 +192,9 @@ def render(logs: Path, revision: str, iterations: int, pytest_args: str, qemu_cp
         failures = failed_tests(logs / "pytest-arm64.xml")
         if failures:
             out += ["", "Failed:", *[f"- `{name}`" for name in failures]]
+        reasons = skip_reasons(logs / "pytest-arm64.xml")
+        if reasons:
+            out += ["", "Skipped, by reason (pytest's words):", *[f"- {n} x {reason}" for reason, n in reasons]]
     out.append("")
     return "\n".join(out)
 

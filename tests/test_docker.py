@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -265,8 +266,11 @@ def test_arm64_summary_reports_what_the_logs_say(tmp_path: Path) -> None:
     (tmp_path / "platform.txt").write_text("aarch64\nPython 3.11.2\nonnxruntime==1.32.0\nnumpy==2.4.6\n")
     (tmp_path / "pytest.log").write_text("...\n3 passed, 1 failed, 1 skipped in 60.00s\n")
     (tmp_path / "pytest-arm64.xml").write_text(
-        '<testsuites><testsuite tests="5" failures="1" errors="0" skipped="1" time="60.0">'
+        '<testsuites><testsuite tests="7" failures="1" errors="0" skipped="3" time="60.0">'
         '<testcase classname="tests.test_a" name="test_x"><failure message="boom"/></testcase>'
+        '<testcase classname="tests.test_a" name="test_s1"><skipped message="slow: run with -m slow"/></testcase>'
+        '<testcase classname="tests.test_b" name="test_g1"><skipped message="no NVIDIA GPU"/></testcase>'
+        '<testcase classname="tests.test_b" name="test_g2"><skipped message="no NVIDIA GPU"/></testcase>'
         "</testsuite></testsuites>"
     )
     (tmp_path / "bench-digits-student-int8.json").write_text(
@@ -282,11 +286,18 @@ def test_arm64_summary_reports_what_the_logs_say(tmp_path: Path) -> None:
             }
         )
     )
+    finished = 1_790_000_000  # 2026-09-21 14:13:20 UTC: the date is the logs', not the rendering's
+    for path in tmp_path.iterdir():
+        os.utime(path, (finished - 60, finished - 60))
+    os.utime(tmp_path / "pytest.log", (finished, finished))
     text = summary.render(tmp_path, "HEAD abc1234", 20, "")
+    assert "run finished 2026-09-21 14:13 UTC" in text
     assert "1 step(s) failed" in text
     assert "| `python -m pytest` | 1 (FAILED) | 60.0 |" in text
-    assert "**3 passed, 1 failed, 1 skipped** of 5" in text
+    assert "**3 passed, 1 failed, 3 skipped** of 7" in text
     assert "- `tests.test_a::test_x`" in text
+    skipped = text.split("Skipped, by reason (pytest's words):\n", 1)[1].splitlines()
+    assert skipped[:2] == ["- 2 x no NVIDIA GPU", "- 1 x slow: run with -m slow"]
     assert "| digits-student | int8 | onnxruntime (CPUExecutionProvider) | 20 | 1.50 | 2.25 | PASS (100.0 ms) |" in text
     assert "| ppocr-cls | fp32 | no result" in text
     assert "`uname -m` aarch64" in text
@@ -298,3 +309,6 @@ def test_committed_arm64_summary_is_from_aarch64() -> None:
     text = (DOCKER / "arm64-check-summary.md").read_text()
     assert "`uname -m` aarch64" in text
     assert "under QEMU emulation" in text
+    # the acceptance: the committed run shows edgerun's bench and tests passing on aarch64
+    assert "Result: **all steps passed**" in text
+    assert " passed, 0 failed, " in text
