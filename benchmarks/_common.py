@@ -101,8 +101,6 @@ def machine() -> dict[str, Any]:
 
 def python_seconds(code: str) -> float:
     """Wall time of a fresh ``python -c code`` (interpreter start included), in seconds."""
-    import time
-
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start

@@ -298,13 +298,13 @@ def triton_block(
 
 
 def edgerun_block(batcher: Any, row_shape: list[int], callers: int, seconds: float) -> dict[str, Any]:
-    from batching import closed_loop
+    from batching import _histogram_diff, closed_loop
 
     inputs = [_row(row_shape, i) for i in range(callers)]
     before = batcher.stats()
     block = closed_loop([batcher.infer] * callers, inputs, seconds)
     after = batcher.stats()
-    hist = {k: v - before["batch_size_histogram"].get(k, 0) for k, v in after["batch_size_histogram"].items()}
+    hist = _histogram_diff(after["batch_size_histogram"], before["batch_size_histogram"])
     batches = sum(hist.values())
     return {
         "requests": block.requests,
@@ -336,7 +336,7 @@ def _pool(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def compare(args: argparse.Namespace) -> int:
     from _common import machine
-    from batching import ensure_mlp
+    from batching import MLP_PATH, ensure_mlp
     from rich.console import Console
     from rich.table import Table
 
@@ -361,8 +361,9 @@ def compare(args: argparse.Namespace) -> int:
         return 2
     pytriton_version, triton_ort, triton_numpy = probe.stdout.split()
     console.print(f"PyTriton {pytriton_version}, its onnxruntime {triton_ort}, numpy {triton_numpy} ({python})")
-    ensure_mlp(args.mlp_path, console)
-    paths = {"mlp": str(args.mlp_path), "cnn": str(edgerun.models.path("ppocr-det"))}
+    mlp_path = args.mlp_path or MLP_PATH
+    ensure_mlp(mlp_path, console)
+    paths = {"mlp": str(mlp_path), "cnn": str(edgerun.models.path("ppocr-det"))}
     output_shapes = {"mlp": [2048], "cnn": [1, 224, 224]}
     specs = [
         {
@@ -517,8 +518,6 @@ def main(argv: list[str] | None = None) -> int:
         return client(args.http_port, args.client, args.row_shape, args.callers, args.seconds, args.max_requests)
     if args.callers < 1 or args.rounds < 1 or args.seconds <= 0 or any(k < 1 for k in args.instances):
         parser.error("--callers, --rounds and --instances must be >= 1, --seconds > 0")
-    if args.mlp_path is None:
-        args.mlp_path = REPO / "benchmarks" / ".models" / "mlp-2048x4.onnx"
     return compare(args)
 
 

@@ -43,7 +43,7 @@ from .errors import (
     RequestTimeoutError,
 )
 from .session import Session
-from .stats import nearest_rank
+from .stats import nearest_ranks
 
 _log = logging.getLogger("edgerun")
 _SAMPLES_KEPT = 20_000
@@ -202,10 +202,8 @@ class DynamicBatcher:
                 if not drain:
                     for group in self._groups.values():
                         for request in group:
-                            request.state = "cancelled"
-                            self._stats.cancelled += 1
                             cancelled.append(request)
-                            outcomes += self._release_locked(_Outcome(request, None, None))
+                            outcomes += self._cancel_locked(request)
                     self._groups.clear()
                     self._queued = 0
             self._wake.notify_all()
@@ -273,7 +271,7 @@ class DynamicBatcher:
             )
             self._stats.requests += 1
             session = None
-            if inline and self._free and not self._queued and not request.behind_busy and not request.hold_until:
+            if inline and self._free and not self._queued and not request.hold_until:
                 session = self._free.pop()  # idle batcher: run here, no hand-off to a worker
                 request.state = "taken"
                 request.future.set_running_or_notify_cancel()
@@ -310,6 +308,12 @@ class DynamicBatcher:
             return 0.0
         return self._busy_until
 
+    def _cancel_locked(self, request: _Request) -> list[_Outcome]:
+        """Mark a request that will never run as cancelled; its outcomes to resolve outside the lock."""
+        request.state = "cancelled"
+        self._stats.cancelled += 1
+        return self._release_locked(_Outcome(request, None, None))
+
     def _on_done(self, request: _Request) -> None:
         """A caller cancelled a queued request: withdraw it at once (it frees its place)."""
         if not request.future.cancelled():
@@ -317,10 +321,8 @@ class DynamicBatcher:
         with self._lock:
             if request.state != "queued":
                 return
-            request.state = "cancelled"
-            self._stats.cancelled += 1
             self._unqueue_locked(request)
-            outcomes = self._release_locked(_Outcome(request, None, None))
+            outcomes = self._cancel_locked(request)
         request.future.set_running_or_notify_cancel()  # tells concurrent.futures.wait() it is done
         _resolve_all(outcomes)
 
@@ -411,9 +413,7 @@ class DynamicBatcher:
             request = group.popleft()
             self._queued -= 1
             if not request.future.set_running_or_notify_cancel():
-                request.state = "cancelled"
-                self._stats.cancelled += 1
-                withdrawn.extend(self._release_locked(_Outcome(request, None, None)))
+                withdrawn.extend(self._cancel_locked(request))
                 continue
             request.state = "taken"
             self._stats.queue_wait_s.append(now - request.enqueued)
@@ -571,8 +571,8 @@ def _split(outputs: Mapping[str, np.ndarray], rows: list[int], total: int, label
 def _percentiles(seconds: list[float]) -> dict[str, float]:
     if not seconds:
         return {"p50": 0.0, "p99": 0.0}
-    ms = [s * 1e3 for s in seconds]
-    return {"p50": nearest_rank(ms, 50), "p99": nearest_rank(ms, 99)}
+    p50, p99 = nearest_ranks([s * 1e3 for s in seconds], (50, 99))
+    return {"p50": p50, "p99": p99}
 
 
 def _is_int(value: Any) -> bool:
@@ -661,7 +661,7 @@ def batching_options(batching: Any) -> dict[str, Any]:
     """``load(batching=...)``: True (defaults), a max batch size, or a dict of batcher options."""
     if batching is True:
         return {"max_batch_size": 8}
-    if isinstance(batching, int) and not isinstance(batching, bool):
+    if _is_int(batching):
         return {"max_batch_size": batching}
     if isinstance(batching, Mapping):
         known = set(inspect.signature(DynamicBatcher.__init__).parameters) - {"self", "session"}

@@ -192,7 +192,7 @@ def _run_with_progress(session: Any, profile: Any, config: Any, label: str, quie
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .bench import benchmark
-    from .stats import nearest_rank
+    from .stats import nearest_ranks
 
     closed = config.scenario in ("single-stream", "multi-stream")
     total = config.min_queries if closed else None
@@ -213,7 +213,8 @@ def _run_with_progress(session: Any, profile: Any, config: Any, label: str, quie
             recent = latencies[-2000:]
             live = ""
             if recent:
-                live = f"p50 {nearest_rank(recent, 50) * 1e3:.3f} ms, p99 {nearest_rank(recent, 99) * 1e3:.3f} ms"
+                p50, p99 = nearest_ranks(recent, (50, 99))
+                live = f"p50 {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms"
             progress.update(task, completed=done, total=max(total, done) if total else None, live=live)
 
         return benchmark(session, profile, config, progress=update)

@@ -17,12 +17,18 @@ PERCENTILES = (50, 90, 95, 99)
 
 def nearest_rank(values: Sequence[float] | np.ndarray, percentile: float) -> float:
     """The nearest-rank ``percentile`` (0 < p <= 100) of ``values``."""
-    if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    return nearest_ranks(values, (percentile,))[0]
+
+
+def nearest_ranks(values: Sequence[float] | np.ndarray, percentiles: Sequence[float]) -> tuple[float, ...]:
+    """The nearest-rank value of ``values`` for each of ``percentiles``, sorting them once."""
+    for percentile in percentiles:
+        if not 0 < percentile <= 100:
+            raise ValueError(f"percentile must be in (0, 100], got {percentile}")
     data = np.sort(np.asarray(values, dtype=np.float64))
     if data.size == 0:
         raise ValueError("no values")
-    return _ranked(data, percentile)
+    return tuple(_ranked(data, percentile) for percentile in percentiles)
 
 
 def _ranked(ordered: np.ndarray, percentile: float) -> float:

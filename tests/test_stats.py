@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgerun.stats import LatencyStats, nearest_rank
+from edgerun.stats import LatencyStats, nearest_rank, nearest_ranks
 
 finite = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -28,6 +28,19 @@ def test_nearest_rank_matches_the_definition(values: list[float], p: float) -> N
     got = nearest_rank(values, p)
     assert got in values, "nearest rank is always an observed value"
     assert got == by_definition(values, p)
+
+
+@given(
+    st.lists(finite, min_size=1, max_size=200),
+    st.lists(st.sampled_from([1, 10, 25, 50, 90, 95, 99, 99.9, 100]), min_size=1, max_size=5),
+)
+def test_several_ranks_at_once_match_the_definition(values: list[float], ps: list[float]) -> None:
+    assert nearest_ranks(values, ps) == tuple(by_definition(values, p) for p in ps)
+
+
+def test_several_ranks_check_every_percentile() -> None:
+    with pytest.raises(ValueError, match="percentile"):
+        nearest_ranks([1.0], (50, 101))
 
 
 @given(st.lists(finite, min_size=1, max_size=200))
