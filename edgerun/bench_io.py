@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .crossreport import markdown_table
+
 CSV_COLUMNS = (
     "model",
     "device",
@@ -94,20 +96,28 @@ def markdown(runs: Sequence[dict[str, Any]], best: int | None = None) -> str:
         f"{device['cpu']}, {device['cores']} cores; edgerun {first['versions'].get('edgerun')}, "
         + ", ".join(f"{k} {v}" for k, v in first["versions"].items() if v and k != "edgerun"),
         "",
-        "| scenario | backend | precision | threads | batch | queries | p50 ms | p90 ms | p99 ms | samples/s "
-        "| score | deadline | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    table = []
     for index, run in enumerate(runs):
         latency = run["latency_ms"]
-        mark = " (best)" if index == best else ""
-        verdict = "PASS" if run["meets_deadline"] else "FAIL"
-        lines.append(
-            f"| {run['scenario']}{mark} | {run['backend']} | {run['precision']} | {run['threads']} | {run['batch']} "
-            f"| {run['queries']} | {latency['p50']:.3f} | {latency['p90']:.3f} | {latency['p99']:.3f} "
-            f"| {run['throughput_per_s']:.1f} | {run['score']['metric']} {run['score']['value']:.3f} "
-            f"| {run['deadline_rule']} | {verdict} |"
+        table.append(
+            {
+                "scenario": f"{run['scenario']}{' (best)' if index == best else ''}",
+                "backend": str(run["backend"]),
+                "precision": str(run["precision"]),
+                "threads": str(run["threads"]),
+                "batch": str(run["batch"]),
+                "queries": str(run["queries"]),
+                "p50 ms": f"{latency['p50']:.3f}",
+                "p90 ms": f"{latency['p90']:.3f}",
+                "p99 ms": f"{latency['p99']:.3f}",
+                "samples/s": f"{run['throughput_per_s']:.1f}",
+                "score": f"{run['score']['metric']} {run['score']['value']:.3f}",
+                "deadline": str(run["deadline_rule"]),
+                "verdict": "PASS" if run["meets_deadline"] else "FAIL",
+            }
         )
+    lines += markdown_table(table)
     for run in runs:
         server = run.get("server")
         if server:

@@ -108,7 +108,7 @@ def bench_cmd(
     """
     from . import models
     from .bench import BenchConfig, BenchResult, _fixed_batch
-    from .feeds_io import parse_preprocess
+    from .preprocess import PreprocessSpec
     from .report import render_bench, render_sweep
     from .session import current_device, load
     from .specs import parse_shape_override
@@ -133,6 +133,7 @@ def bench_cmd(
         find_max_qps=find_max_qps,
         max_queue_delay_ms=max_queue_delay_ms,
         data=str(data) if data is not None else None,
+        preprocess=PreprocessSpec.from_json_file(preprocess) if preprocess else None,  # else the card's
         include_preprocess=include_preprocess,
     )
     profile = current_device()
@@ -145,10 +146,8 @@ def bench_cmd(
                 if not checked:
                     check_batches(batches, _fixed_batch(session), name)
                     checked = True
-                card_spec = session.card.preprocessing if session.card else None
-                spec = parse_preprocess(preprocess, card_spec) if (preprocess or data) else None
                 for point in group:
-                    config = dataclasses.replace(base, batch=point.batch, preprocess=spec)
+                    config = dataclasses.replace(base, batch=point.batch)
                     result = _run_with_progress(session, profile, config, point.label(), quiet)
                     results.append(result)
                     if result.interrupted:

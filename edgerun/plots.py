@@ -79,7 +79,7 @@ def plot_run(run: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     hist, cdf = figure.subplots(1, 2)
     figure.suptitle(_title(run))
 
-    low, high = min(samples), max(samples)
+    low = min(samples)
     # Zoom on the body: a few outliers (a preempted call) would squash every bar into one.
     ceiling = max(3 * p99, p50 * 1.5)
     shown = [v for v in samples if v <= ceiling]

@@ -122,13 +122,10 @@ class PreprocessSpec:
                 f"({', '.join(s.name for s in inputs)})"
             )
         spec = inputs[0]
-        want = spec.shape[1:]
-        got = self.sample_shape
-        fits = len(want) == len(got) and all(not isinstance(w, int) or w == g for w, g in zip(want, got, strict=True))
-        if not fits or np.dtype(self.dtype) != spec.dtype:
+        if not spec.takes_samples(self.sample_shape, self.dtype):
             raise ConfigError(
-                f"preprocessing makes {self.dtype} samples of shape {list(got)}, but input '{spec.name}' expects "
-                f"{spec.dtype.name} {list(spec.shape)} (batch first)"
+                f"preprocessing makes {self.dtype} samples of shape {list(self.sample_shape)}, "
+                f"but input '{spec.name}' expects {spec.dtype.name} {list(spec.shape)} (batch first)"
             )
 
     def load(self, path: str | os.PathLike[str]) -> np.ndarray:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 from .errors import InputError
 
@@ -35,6 +39,13 @@ class TensorSpec:
     def has_dynamic_batch(self) -> bool:
         """True when axis 0 is symbolic: the model accepts any batch size."""
         return bool(self.shape) and isinstance(self.shape[0], str)
+
+    def takes_samples(self, sample_shape: Sequence[int], dtype: npt.DTypeLike) -> bool:
+        """Whether samples of ``sample_shape`` and ``dtype`` can be batched into this input (axis 0 = batch)."""
+        want = self.shape[1:]
+        if len(want) != len(sample_shape) or np.dtype(dtype) != self.dtype:
+            return False
+        return all(not isinstance(w, int) or w == g for w, g in zip(want, sample_shape, strict=True))
 
     def describe(self) -> str:
         """``x float32 [batch, 3, 224, 224]``: the form used in messages and tables."""

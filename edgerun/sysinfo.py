@@ -73,7 +73,7 @@ def system_info(kind: str, root: str | Path = "/", run_command: CommandRunner | 
     if kind not in KINDS:
         raise ValueError(f"unknown device kind {kind!r}; known: {', '.join(KINDS)}")
     base = Path(root)
-    runner = _default_runner if run_command is None else run_command
+    runner = run_program if run_command is None else run_command
     pi = read_pi_throttled(base)
     return SystemInfo(
         governor=_governor(base),
@@ -85,8 +85,9 @@ def system_info(kind: str, root: str | Path = "/", run_command: CommandRunner | 
     )
 
 
-def run_program(argv: Sequence[str], timeout_s: float | None = None) -> str | None:
-    """Run ``argv`` if its program is on PATH; its stdout, or None if missing, failing or slower than the timeout."""
+def run_program(argv: Sequence[str]) -> str | None:
+    """Run ``argv`` if its program is on PATH; its stdout, or None if missing, failing or slower than
+    ``COMMAND_TIMEOUT_S`` (read at each call, so tests can shorten it)."""
     program = shutil.which(argv[0]) if argv else None
     if program is None:
         return None
@@ -96,17 +97,12 @@ def run_program(argv: Sequence[str], timeout_s: float | None = None) -> str | No
             capture_output=True,
             text=True,
             errors="replace",
-            timeout=COMMAND_TIMEOUT_S if timeout_s is None else timeout_s,
+            timeout=COMMAND_TIMEOUT_S,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
-
-
-def _default_runner(argv: Sequence[str]) -> str | None:
-    """`run_program` with the module's timeout read at call time (tests shorten it)."""
-    return run_program(argv)
 
 
 def parse_nvpmodel(output: str | None) -> str | None:

@@ -9,6 +9,7 @@ import pytest
 
 import edgerun
 from edgerun.bench import BenchConfig, BenchResult, benchmark, random_feeds, time_calls
+from edgerun.bench_inputs import data_source
 from edgerun.device import DeviceProfile
 from edgerun.specs import TensorSpec, parse_shape_override
 from edgerun.stats import LatencyStats
@@ -255,6 +256,18 @@ def test_arrays_from_an_npz_feed_the_model(profile: DeviceProfile) -> None:
     with edgerun.load("digits-student") as session:
         result = benchmark(session, profile, data=str(data), batch=8, warmup=0, min_queries=5)
     assert result.inputs["shapes"] == {"image": [8, 1, 8, 8]}
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 16])
+def test_data_queries_take_consecutive_samples_and_wrap_around(tmp_path: Path, rows: int) -> None:
+    count = 7
+    path = tmp_path / "x.npy"
+    np.save(path, np.arange(count * 2, dtype=np.float32).reshape(count, 2))
+    specs = [TensorSpec("x", ("batch", 2), np.dtype(np.float32))]
+    every = data_source(path, specs, count, None).feeds(0)["x"]  # the loaded set, in its order
+    source = data_source(path, specs, rows, None)
+    got = np.concatenate([source.feeds(q)["x"] for q in range(5)])
+    np.testing.assert_array_equal(got, every[np.arange(5 * rows) % count])
 
 
 def test_default_deadline_comes_from_the_device(tmp_path: Path) -> None:
