@@ -61,12 +61,10 @@ from edgerun.compare import Comparison, compare
 from edgerun.quantize import QuantizeOptions, quantize
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "scripts"))
 try:
+    import sklearn  # noqa: F401  (make_digits_models needs it: fail here with the install hint)
     import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
     from torch import nn
 
     from edgerun.distill import IGNORE_INDEX, TemperatureSchedule, export_onnx, fit_student
@@ -74,10 +72,9 @@ try:
 except ImportError as exc:  # torch (the distill extra) or scikit-learn missing
     sys.exit(f"{exc}: this benchmark needs: pip install -e '.[distill]' scikit-learn")
 
-from _common import machine  # noqa: E402  (benchmarks/: on sys.path above)
-from make_digits_models import Student, Teacher, shift_augment  # noqa: E402  (the bundled digits architectures)
+from _common import machine  # noqa: E402  (benchmarks/: the script's own folder)
+from make_digits_models import Student, Teacher, data, shift_augment  # noqa: E402  (the bundled digits models)
 
-SPLIT_SEED = 0
 LABELS_PER_CLASS = 10
 CALIBRATION_SAMPLES = 256
 T_CONSTANT = 4.0
@@ -107,11 +104,10 @@ STUDENTS: dict[str, tuple[Callable[[], nn.Module], dict[str, str], Augment | Non
 
 
 def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    data = load_digits()
-    images = (data.images / 16.0).astype(np.float32)[:, None]
-    train, test = train_test_split(np.arange(len(images)), test_size=0.2, stratify=data.target, random_state=SPLIT_SEED)
+    """The bundled digits models' train/test split, as tensors."""
+    x, y, x_test, y_test, _, _ = data()
     t = torch.from_numpy
-    return t(images[train]), t(data.target[train]).long(), t(images[test]), t(data.target[test]).long()
+    return t(x), t(y).long(), t(x_test), t(y_test).long()
 
 
 def few_labels(y: torch.Tensor, seed: int) -> torch.Tensor:

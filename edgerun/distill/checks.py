@@ -7,6 +7,7 @@ the same way (a temperature of 0, logits of different widths).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, InputError
@@ -45,6 +46,17 @@ def check_logits(tensor: torch.Tensor, role: str) -> None:
             expected="[batch, classes]",
             got=str(list(tensor.shape)),
         )
+
+
+def teacher_role(index: int, count: int) -> str:
+    """How messages name a teacher: "teacher" when it is the only one, else "teacher <index>"."""
+    return f"teacher {index}" if count > 1 else "teacher"
+
+
+def check_teachers(student: torch.Tensor, teachers: Sequence[torch.Tensor]) -> None:
+    """`check_same_classes` for every teacher's logits, each named by `teacher_role`."""
+    for index, teacher in enumerate(teachers):
+        check_same_classes(student, teacher, teacher_role(index, len(teachers)))
 
 
 def check_same_classes(student: torch.Tensor, teacher: torch.Tensor, teacher_role: str = "teacher") -> None:

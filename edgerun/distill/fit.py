@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional
 
 from ..errors import ConfigError, InputError
-from .checks import check_same_classes
+from .checks import check_teachers
 from .features import FeatureDistillation
 from .loss import IGNORE_INDEX, DistillationLoss
 from .schedule import TemperatureSchedule
@@ -154,7 +154,5 @@ def _check_outputs(student: nn.Module, teachers: list[nn.Module], sample: torch.
     was_training = student.training
     student.eval()
     with torch.no_grad():
-        s = student(sample)
-        for index, teacher in enumerate(teachers):
-            check_same_classes(s, teacher(sample), f"teacher {index}" if len(teachers) > 1 else "teacher")
+        check_teachers(student(sample), [teacher(sample) for teacher in teachers])
     student.train(was_training)

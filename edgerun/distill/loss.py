@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional
 
 from ..errors import InputError
-from .checks import check_alpha, check_same_classes, check_temperature
+from .checks import check_alpha, check_teachers, check_temperature
 from .teachers import normalized_weights, soft_targets, teacher_list
 
 IGNORE_INDEX = -100
@@ -72,8 +72,7 @@ class DistillationLoss(nn.Module):
         """The distillation term (with T^2) and the label term, unmixed: for logging or custom mixes."""
         t = self.temperature if temperature is None else check_temperature(temperature)
         teachers = teacher_list(teacher_logits)
-        for index, teacher in enumerate(teachers):
-            check_same_classes(student_logits, teacher, f"teacher {index}" if len(teachers) > 1 else "teacher")
+        check_teachers(student_logits, teachers)
         log_target = soft_targets(teachers, t, self.teacher_weights)
         log_student = functional.log_softmax(student_logits / t, dim=1)
         soft = functional.kl_div(log_student, log_target, reduction="batchmean", log_target=True) * (t * t)

@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional
 
 from ..errors import ConfigError, InputError
-from .checks import check_logits, check_temperature
+from .checks import check_logits, check_temperature, teacher_role
 
 
 def teacher_list(teacher_logits: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -53,7 +53,7 @@ def soft_targets(
     logits = teacher_list(teacher_logits)
     share = normalized_weights(weights, len(logits))
     first = logits[0]
-    check_logits(first, "teacher 0" if len(logits) > 1 else "teacher")
+    check_logits(first, teacher_role(0, len(logits)))
     for index, other in enumerate(logits[1:], start=1):
         check_logits(other, f"teacher {index}")
         if other.shape != first.shape:
