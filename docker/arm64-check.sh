@@ -153,17 +153,19 @@ python3_deb=$(sed -n 's/^ARG PYTHON3_DEB=//p' "$repo/docker/rpi.Dockerfile" | he
 src=$root/opt/edgerun-src
 rm -rf "$src" "$root/opt/edgerun" "$root/var/cache/edgerun"
 mkdir -p "$src"
+# copy_checkout [PATHSPEC...]: this checkout's files (tracked and untracked, not ignored, not deleted) into $src.
+copy_checkout() {
+    git -C "$repo" ls-files -z --cached --others --exclude-standard -- "$@" |
+        while IFS= read -r -d '' f; do [ -e "$repo/$f" ] && printf '%s\0' "$f"; done |
+        tar -C "$repo" --null -T - -cf - | tar -C "$src" -xf -
+}
 if [ "$source_mode" = head ]; then
     git -C "$repo" archive --format=tar HEAD | tar -C "$src" -xf -
     rm -rf "$src/docker"
-    git -C "$repo" ls-files -z --cached --others --exclude-standard -- docker |
-        while IFS= read -r -d '' f; do [ -e "$repo/$f" ] && printf '%s\0' "$f"; done |
-        tar -C "$repo" --null -T - -cf - | tar -C "$src" -xf -
+    copy_checkout docker
     revision="HEAD $(git -C "$repo" rev-parse --short HEAD) with this checkout's docker/"
 else
-    git -C "$repo" ls-files -z --cached --others --exclude-standard |
-        while IFS= read -r -d '' f; do [ -e "$repo/$f" ] && printf '%s\0' "$f"; done |
-        tar -C "$repo" --null -T - -cf - | tar -C "$src" -xf -
+    copy_checkout
     revision="working tree on HEAD $(git -C "$repo" rev-parse --short HEAD)"
     [ -n "$(git -C "$repo" status --porcelain)" ] && revision="$revision (uncommitted changes)"
 fi

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import subprocess
 import xml.etree.ElementTree as ET
@@ -27,10 +28,12 @@ def read_steps(logs: Path) -> list[tuple[str, int, float, str]]:
     return rows
 
 
-def pytest_counts(xml_path: Path) -> dict[str, float] | None:
-    if not xml_path.is_file():
-        return None
-    root = ET.parse(xml_path).getroot()
+def junit_report(xml_path: Path) -> ET.Element | None:
+    """The JUnit XML pytest wrote (``--junitxml``), or None when the tests did not run."""
+    return ET.parse(xml_path).getroot() if xml_path.is_file() else None
+
+
+def pytest_counts(root: ET.Element) -> dict[str, float] | None:
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     if suite is None:
         return None
@@ -39,22 +42,18 @@ def pytest_counts(xml_path: Path) -> dict[str, float] | None:
     return counts
 
 
-def failed_tests(xml_path: Path) -> list[str]:
-    if not xml_path.is_file():
-        return []
+def failed_tests(root: ET.Element) -> list[str]:
     names = []
-    for case in ET.parse(xml_path).getroot().iter("testcase"):
+    for case in root.iter("testcase"):
         if case.find("failure") is not None or case.find("error") is not None:
             names.append(f"{case.get('classname')}::{case.get('name')}")
     return names
 
 
-def skip_reasons(xml_path: Path) -> list[tuple[str, int]]:
+def skip_reasons(root: ET.Element) -> list[tuple[str, int]]:
     """Why tests were skipped, most frequent first: a passing run must show what it did not test."""
-    if not xml_path.is_file():
-        return []
     counts: dict[str, int] = {}
-    for skipped in ET.parse(xml_path).getroot().iter("skipped"):
+    for skipped in root.iter("skipped"):
         reason = skipped.get("message", "").strip() or "(no reason given)"
         counts[reason] = counts.get(reason, 0) + 1
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -137,7 +136,7 @@ def render(logs: Path, revision: str, iterations: int, pytest_args: str, qemu_cp
         f"Result: **{'all steps passed' if not failed else f'{len(failed)} step(s) failed'}** "
         f"({len(steps)} steps, {total_s / 60:.1f} min).",
         "",
-        f"- Host: {platform.machine()} ({host_cpu()}), {len(__import__('os').sched_getaffinity(0))} cores; "
+        f"- Host: {platform.machine()} ({host_cpu()}), {len(os.sched_getaffinity(0))} cores; "
         f"{qemu_version()} (user mode, binfmt_misc), emulating a {qemu_cpu} (`QEMU_CPU`).",
         "- Root: Debian bookworm arm64 made by debootstrap (minbase + passwd), the same apt suites as "
         "`debian:bookworm-slim`; edgerun installed as `rpi.Dockerfile` does (its pinned `python3`/`python3-venv`, "
@@ -178,8 +177,9 @@ def render(logs: Path, revision: str, iterations: int, pytest_args: str, qemu_cp
         "## Test suite on aarch64",
         "",
     ]
-    counts = pytest_counts(logs / "pytest-arm64.xml")
-    if counts is None:
+    report = junit_report(logs / "pytest-arm64.xml")
+    counts = pytest_counts(report) if report is not None else None
+    if report is None or counts is None:
         out.append("Not run, or no JUnit report (see pytest.log).")
     else:
         args = f"`python -m pytest {pytest_args}`".replace(" `", "`") if pytest_args else "`python -m pytest`"
@@ -189,10 +189,10 @@ def render(logs: Path, revision: str, iterations: int, pytest_args: str, qemu_cp
             f"{counts['skipped']:.0f} skipped** of {counts['tests']:.0f}, {counts['time'] / 60:.1f} min. "
             f"pytest's last line: `{last_line(logs / 'pytest.log')}`"
         )
-        failures = failed_tests(logs / "pytest-arm64.xml")
+        failures = failed_tests(report)
         if failures:
             out += ["", "Failed:", *[f"- `{name}`" for name in failures]]
-        reasons = skip_reasons(logs / "pytest-arm64.xml")
+        reasons = skip_reasons(report)
         if reasons:
             out += ["", "Skipped, by reason (pytest's words):", *[f"- {n} x {reason}" for reason, n in reasons]]
     out.append("")

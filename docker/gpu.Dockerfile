@@ -6,9 +6,11 @@
 # the label) and CUDA_PYTHON (the 12.x line for CUDA 12 containers, 13.x for CUDA 13 ones).
 
 ARG TRT_IMAGE=nvcr.io/nvidia/tensorrt:25.01-py3
+# Declared once here so the installed pins and the label cannot disagree; each stage that uses it re-declares it.
+ARG CUDA_PYTHON="cuda-python==12.8.0 cuda-bindings==12.8.0"
 
 FROM ${TRT_IMAGE} AS build
-ARG CUDA_PYTHON="cuda-python==12.8.0 cuda-bindings==12.8.0"
+ARG CUDA_PYTHON
 COPY pyproject.toml README.md LICENSE NOTICE /src/
 COPY edgerun /src/edgerun
 COPY docker/install.sh docker/constraints.txt /src/docker/
@@ -22,7 +24,7 @@ FROM ${TRT_IMAGE} AS runtime
 ARG TRT_IMAGE
 ARG EDGERUN_VERSION=0.1.0
 ARG TENSORRT_VERSION=10.8
-ARG CUDA_PYTHON="cuda-python==12.8.0 cuda-bindings==12.8.0"
+ARG CUDA_PYTHON
 LABEL org.opencontainers.image.title="edgerun (NVIDIA GPU)" \
       org.opencontainers.image.description="Distilled ONNX models in real time: TensorRT on NVIDIA GPUs, ONNX Runtime CPU fallback" \
       org.opencontainers.image.version="${EDGERUN_VERSION}" \

@@ -4,10 +4,11 @@
 # docker/arm64-check.sh runs this same install (same Debian pins, docker/install.sh, user) in an arm64 root.
 
 ARG DEBIAN_IMAGE=debian:bookworm-20250520-slim
+# Debian's python3 / python3-venv of bookworm (Python 3.11), for both stages; arm64-check.sh reads this pin from here.
+ARG PYTHON3_DEB=3.11.2-1+b1
 
 FROM ${DEBIAN_IMAGE} AS build
-# Debian's python3 / python3-venv of bookworm (Python 3.11); arm64-check.sh reads this pin from here.
-ARG PYTHON3_DEB=3.11.2-1+b1
+ARG PYTHON3_DEB
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3=${PYTHON3_DEB} python3-venv=${PYTHON3_DEB} \
     && rm -rf /var/lib/apt/lists/*
@@ -18,7 +19,7 @@ RUN sh /src/docker/install.sh /src
 
 FROM ${DEBIAN_IMAGE} AS runtime
 ARG DEBIAN_IMAGE
-ARG PYTHON3_DEB=3.11.2-1+b1
+ARG PYTHON3_DEB
 ARG EDGERUN_VERSION=0.1.0
 ARG ONNXRUNTIME_VERSION=1.32.0
 LABEL org.opencontainers.image.title="edgerun (Raspberry Pi, arm64 CPU)" \

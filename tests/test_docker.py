@@ -199,6 +199,19 @@ def test_rpi_label_matches_the_onnxruntime_pin() -> None:
     assert arg_defaults("rpi")["ONNXRUNTIME_VERSION"] == next(iter(pins[0].specifier)).version
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_stage_using_a_global_arg_declares_it(target: str) -> None:
+    """A global ARG (before the first FROM) is empty inside a stage unless that stage names it again."""
+    global_args = {rest.partition("=")[0] for word, rest in stages(target)[0] if word == "ARG"}
+    for index, stage in enumerate(stages(target)[1:], start=1):
+        declared = {rest.partition("=")[0] for word, rest in stage if word == "ARG"}
+        for word, rest in stage:
+            if word in ("FROM", "ARG"):
+                continue
+            used = {name for name in global_args if f"${{{name}}}" in rest or re.search(rf"\${name}\b", rest)}
+            assert used <= declared, f"{target} stage {index}: {word} uses {sorted(used - declared)} without an ARG"
+
+
 def test_rpi_python_pin_is_one_value() -> None:
     values = {rest for word, rest in instructions("rpi") if word == "ARG" and rest.startswith("PYTHON3_DEB=")}
     assert len(values) == 1, f"build and runtime stages pin different python3 versions: {values}"
