@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import platform
 import subprocess
@@ -118,6 +119,26 @@ def block_seconds(fn: Callable[[], object], calls: int) -> float:
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def interleaved_blocks(
+    sides: dict[str, Callable[[], object]], rounds: int, block_s: float
+) -> tuple[dict[str, list[float]], int]:
+    """Per-call seconds of each side, one block per side per round, and the calls per block.
+
+    Warm-up first; blocks are sized from the slower side to last about ``block_s``; the rounds
+    rotate through every order of the sides, so each side runs in each position equally often
+    (drift and cache effects fall on all sides alike).
+    """
+    for fn in sides.values():
+        block_seconds(fn, 5)
+    calls = max(3, round(block_s / max(block_seconds(fn, 5) for fn in sides.values())))
+    orders = list(itertools.permutations(sides))
+    per_call: dict[str, list[float]] = {side: [] for side in sides}
+    for i in range(rounds):
+        for side in orders[i % len(orders)]:
+            per_call[side].append(block_seconds(sides[side], calls))
+    return per_call, calls
 
 
 def bootstrap_median(values: np.ndarray, samples: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import json
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import REPO, block_seconds, bootstrap_median, machine
+from _common import REPO, bootstrap_median, interleaved_blocks, machine
 from rich.console import Console
 from rich.table import Table
 
@@ -336,15 +335,7 @@ def lone_request(case: ModelCase, rounds: int, block_s: float) -> dict[str, Any]
         "infer": lambda: batcher.infer(x),
         "submit": lambda: batcher.submit(x).result(),
     }
-    for fn in sides.values():
-        block_seconds(fn, 5)
-    one = max(block_seconds(fn, 5) for fn in sides.values())
-    calls = max(3, round(block_s / one))
-    per_call: dict[str, list[float]] = {k: [] for k in sides}
-    orders = list(itertools.permutations(sides))  # every side in every position equally often
-    for i in range(rounds):
-        for side in orders[i % len(orders)]:
-            per_call[side].append(block_seconds(sides[side], calls))
+    per_call, calls = interleaved_blocks(sides, rounds, block_s)
     before_inline = batcher.stats()["inline"]
     batcher.infer(x)
     inline_ok = batcher.stats()["inline"] == before_inline + 1

@@ -39,6 +39,7 @@ from _common import (
     Case,
     block_seconds,
     bootstrap_median,
+    interleaved_blocks,
     machine,
     python_seconds,
     raw_session,
@@ -129,14 +130,8 @@ def compare_same_session(case: Case, rounds: int, block_s: float) -> dict[str, A
     feeds = {case.input_name: x}
     session = edgerun.load(case.model, threads=1)
     inner = session._backend._session  # type: ignore[union-attr]
-    sides = {"edgerun": lambda: session.run(x), "raw": lambda: inner.run(None, feeds)}
-    for fn in sides.values():
-        block_seconds(fn, 5)
-    calls = max(3, round(block_s / max(block_seconds(fn, 5) for fn in sides.values())))
-    per_call: dict[str, list[float]] = {"edgerun": [], "raw": []}
-    for i in range(rounds):
-        for side in ("edgerun", "raw") if i % 2 == 0 else ("raw", "edgerun"):
-            per_call[side].append(block_seconds(sides[side], calls))
+    sides: dict[str, Callable[[], object]] = {"edgerun": lambda: session.run(x), "raw": lambda: inner.run(None, feeds)}
+    per_call, calls = interleaved_blocks(sides, rounds, block_s)
     session.close()
     ours_s, raw_s = np.asarray(per_call["edgerun"]), np.asarray(per_call["raw"])
     ratios = ours_s / raw_s
