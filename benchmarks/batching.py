@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 import edgerun
-from edgerun.batching import DynamicBatcher
+from edgerun.runtime.batching import DynamicBatcher
 
 MLP_PATH = REPO / "benchmarks" / ".models" / "mlp-2048x4.onnx"
 

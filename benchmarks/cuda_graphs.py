@@ -2,7 +2,7 @@
 
 One iteration is ``--copies`` copies (H2D, then D2D hops, then D2H) of ``--bytes`` each, queued on one
 stream and waited for. The plain side makes one cuda-python call per copy; the graph side replays the
-same chain captured once with ``edgerun.cuda.CudaGraph`` (one call). Rounds alternate the order
+same chain captured once with ``edgerun.trt.cuda.CudaGraph`` (one call). Rounds alternate the order
 (plain/graph, graph/plain) so drift hits both alike; the summary is the median per-iteration time of
 each side and the median of the per-round ratios graph/plain. Without a GPU it prints why and exits 0.
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgerun import cuda
+from edgerun.trt import cuda
 
 
 def per_iteration_us(run: Callable[[], None], stream: cuda.Stream, iterations: int) -> float:

@@ -20,7 +20,7 @@ was fixed before the first run and is not tuned on the test set:
   scratch (labels only); distilled with constant T=4, alpha=0.7 (the bundled student's recipe);
   progressive T from 5 to 1 (linear); constant T=4 plus a feature (hint) loss, MSE, weight 1,
   through a learned projection; and the constant-T student quantized to INT8 with
-  ``edgerun.quantize`` (``target=cpu``, per-channel, minmax, 256 training images).
+  ``edgerun.precision.quantize`` (``target=cpu``, per-channel, minmax, 256 training images).
 * Settings:
   - ``plain``: all 1,437 training labels, an MLP student (64-128-64-10, 17k parameters, 1/13
     of the teacher). The issue's first try found no gain here; this reproduces it or not.
@@ -34,7 +34,7 @@ was fixed before the first run and is not tuned on the test set:
 * Seeds 0, 1, 2: model initialisation, batch order, augmentation and the few-label draw. The
   test split stays fixed, so student-minus-scratch differences are paired per seed.
 
-Accuracy is measured on the exported ONNX files with ONNX Runtime (``edgerun.compare``), the
+Accuracy is measured on the exported ONNX files with ONNX Runtime (``edgerun.compare.comparison``), the
 files a device would run; latency is p50 of 1,000 batch-1 calls per model per seed, interleaved
 in a random order each round (one ORT thread), so every model of a setting shares the machine's
 noise; speed-ups are ratios within one run. Training uses one torch thread with deterministic
@@ -56,9 +56,9 @@ from typing import Any
 
 import numpy as np
 
-from edgerun.calibration import CalibrationData
-from edgerun.compare import Comparison, compare
-from edgerun.quantize import QuantizeOptions, quantize
+from edgerun.compare.comparison import Comparison, compare
+from edgerun.precision.calibration import CalibrationData
+from edgerun.precision.quantize import QuantizeOptions, quantize
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))

@@ -13,7 +13,7 @@ Cases (every model is compared with its FP32 self on inputs it was not calibrate
   with accuracy on the labelled text-line set (upright = 0, turned 180 degrees = 1).
 
 Writes ``precision.md`` and ``precision.json`` into ``--out``. Latencies are p50 of calls
-interleaved across the compared models (``edgerun.compare``), one ORT intra-op thread.
+interleaved across the compared models (``edgerun.compare.comparison``), one ORT intra-op thread.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import edgerun
-from edgerun.calibration import CalibrationData
-from edgerun.compare import Comparison, compare
-from edgerun.convert import convert_fp16
-from edgerun.datasets import load_samples
-from edgerun.evaluate import text_direction_set
-from edgerun.model import ModelFile
-from edgerun.preprocess import PreprocessSpec
-from edgerun.quantize import QuantizeOptions, quantize
+from edgerun.compare.accuracy import text_direction_set
+from edgerun.compare.comparison import Comparison, compare
+from edgerun.data.preprocess import PreprocessSpec
+from edgerun.data.samples import load_samples
+from edgerun.precision.calibration import CalibrationData
+from edgerun.precision.convert import convert_fp16
+from edgerun.precision.quantize import QuantizeOptions, quantize
+from edgerun.runtime.modelfile import ModelFile
 
 REPO = Path(__file__).resolve().parents[1]
 MASK_THRESHOLD = 0.3  # PaddleOCR's DB threshold

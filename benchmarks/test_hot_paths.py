@@ -22,8 +22,8 @@ import pytest
 from _common import REPO, raw_session
 
 import edgerun
-from edgerun.batching import DynamicBatcher
-from edgerun.preprocess import PreprocessSpec, load_image
+from edgerun.data.preprocess import PreprocessSpec, load_image
+from edgerun.runtime.batching import DynamicBatcher
 from edgerun.stats import LatencyStats, nearest_rank
 
 # One real image per model, each the kind of input the model is for.

@@ -1,7 +1,7 @@
 """Sweep ONNX Runtime intra-op threads: which count gives the lowest latency per model and batch?
 
-Each configuration is ``edgerun.load(model, threads=t)`` timed with ``edgerun.bench.time_calls``
-(one query at a time) on seeded inputs from ``edgerun.bench.random_feeds``. To keep drift from
+Each configuration is ``edgerun.load(model, threads=t)`` timed with ``edgerun.bench.runner.time_calls``
+(one query at a time) on seeded inputs from ``edgerun.bench.runner.random_feeds``. To keep drift from
 favouring one thread count, every (model, batch) runs ``--rounds`` rounds that visit the thread
 counts in alternating order, and each configuration's latencies are pooled over its rounds and
 summarised with ``edgerun.stats.LatencyStats`` (nearest-rank percentiles).
@@ -27,8 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 import edgerun
-from edgerun.bench import batched_shapes, random_feeds, time_calls
-from edgerun.defaults import DeviceDefaults
+from edgerun.bench.runner import batched_shapes, time_calls
+from edgerun.data.synthetic import random_feeds
+from edgerun.runtime.defaults import DeviceDefaults
 from edgerun.stats import LatencyStats
 
 

@@ -341,7 +341,7 @@ def compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     import edgerun
-    from edgerun.batching import DynamicBatcher
+    from edgerun.runtime.batching import DynamicBatcher
 
     console = Console() if sys.stdout.isatty() else Console(width=150)
     info = machine()

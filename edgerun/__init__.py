@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from edgerun.errors import (
     BackendError,
     BackendUnavailableError,
     BatcherClosedError,
@@ -35,25 +35,29 @@ from .errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "session",
-    "Session": "session",
-    "current_device": "session",
-    "DeviceProfile": "device",
-    "DeviceDefaults": "defaults",
-    "Plan": "plan",
-    "ModelFile": "model",
-    "TensorSpec": "specs",
-    "DynamicBatcher": "batching",
-    "BatchedSession": "batching",
-    "PreprocessSpec": "preprocess",
-    "models": "models",
+    "load": "edgerun.loading",
+    "current_device": "edgerun.runtime.device",
+    "Session": "edgerun.runtime.session",
+    "DeviceProfile": "edgerun.runtime.device",
+    "DeviceDefaults": "edgerun.runtime.defaults",
+    "Plan": "edgerun.runtime.plan",
+    "ModelFile": "edgerun.runtime.modelfile",
+    "TensorSpec": "edgerun.specs",
+    "DynamicBatcher": "edgerun.runtime.batching",
+    "BatchedSession": "edgerun.runtime.batching",
+    "PreprocessSpec": "edgerun.data.preprocess",
+    "QuantizeOptions": "edgerun.precision.quantize",
+    "CalibrationData": "edgerun.precision.calibration",
+    "models": "edgerun.models",
 }
+"""Public name -> the module that defines it, imported on first use."""
 
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "BatchedSession",
     "BatcherClosedError",
+    "CalibrationData",
     "CalibrationError",
     "ConfigError",
     "ConversionError",
@@ -69,6 +73,7 @@ __all__ = [
     "ModelNotFoundError",
     "Plan",
     "PreprocessSpec",
+    "QuantizeOptions",
     "QueueFullError",
     "RequestTimeoutError",
     "ResultFileError",
@@ -86,23 +91,26 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from . import models
-    from .batching import BatchedSession, DynamicBatcher
-    from .defaults import DeviceDefaults
-    from .device import DeviceProfile
-    from .model import ModelFile
-    from .plan import Plan
-    from .preprocess import PreprocessSpec
-    from .session import Session, current_device, load
-    from .specs import TensorSpec
+    from edgerun import models
+    from edgerun.data.preprocess import PreprocessSpec
+    from edgerun.loading import load
+    from edgerun.precision.calibration import CalibrationData
+    from edgerun.precision.quantize import QuantizeOptions
+    from edgerun.runtime.batching import BatchedSession, DynamicBatcher
+    from edgerun.runtime.defaults import DeviceDefaults
+    from edgerun.runtime.device import DeviceProfile, current_device
+    from edgerun.runtime.modelfile import ModelFile
+    from edgerun.runtime.plan import Plan
+    from edgerun.runtime.session import Session
+    from edgerun.specs import TensorSpec
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'edgerun' has no attribute {name!r}")
-    imported = import_module(f".{module}", __name__)
-    value = imported if name == module else getattr(imported, name)
+    imported = import_module(module)
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 

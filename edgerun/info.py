@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import __version__
-from .backends.base import registered
-from .defaults import DeviceDefaults
-from .device import DeviceProfile
-from .errors import EdgerunError
+from edgerun import __version__
+from edgerun.errors import EdgerunError
+from edgerun.registry import registered
+from edgerun.runtime.defaults import DeviceDefaults
+from edgerun.runtime.device import DeviceProfile
 
 
 def device_report(profile: DeviceProfile) -> dict[str, Any]:
@@ -54,9 +54,10 @@ def model_report(
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A model's file facts, I/O specs, card (if bundled) and the plan ``load()`` would make."""
-    from . import models
-    from .model import ModelFile
-    from .plan import make_plan
+    from edgerun import models
+    from edgerun.registry import make_plan
+    from edgerun.runtime.modelfile import ModelFile
+    from edgerun.runtime.plan import as_precision
 
     path, card = models.resolve(model)
     model_file = ModelFile.open(path)
@@ -74,7 +75,9 @@ def model_report(
         "card": card.to_dict() if card else None,
     }
     try:
-        plan = make_plan(model_file, profile, device=device, backend=backend, precision=precision, options=options)
+        plan = make_plan(
+            model_file, profile, device=device, backend=backend, precision=as_precision(precision), options=options
+        )
         report["plan"] = plan.to_dict()
         report["plan_error"] = None
     except EdgerunError as exc:  # the model is fine; say why it cannot run here

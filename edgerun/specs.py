@@ -11,7 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-from .errors import InputError
+from edgerun.errors import InputError
 
 Dim = int | str
 """A dimension: a fixed size, or a symbol (``"batch"``; ``"?"`` when the model names none)."""

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import edgerun  # noqa: E402
-from edgerun.evaluate import classification_accuracy  # noqa: E402
+from edgerun.compare.accuracy import classification_accuracy  # noqa: E402
 
 CALIBRATION = ROOT / "calibration"
 DIGITS = CALIBRATION / "digits"

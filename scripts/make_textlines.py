@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import edgerun  # noqa: E402
-from edgerun.evaluate import classification_accuracy, text_direction_set  # noqa: E402
+from edgerun.compare.accuracy import classification_accuracy, text_direction_set  # noqa: E402
 
 OUT = ROOT / "calibration" / "textlines"
 COUNT = 120

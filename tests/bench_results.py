@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgerun.bench_schema import SCHEMA
+from edgerun.bench.schema import SCHEMA
 
 DEVICES: dict[str, dict[str, Any]] = {
     "pi4b": {

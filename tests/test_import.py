@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import edgerun
 
+REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("numpy", "onnx", "onnxruntime", "cv2", "rich", "click")
 
 
@@ -46,3 +50,49 @@ def test_error_hierarchy() -> None:
     assert issubclass(edgerun.UnsupportedPrecisionError, edgerun.BackendUnavailableError)
     for error in (edgerun.ModelError, edgerun.InputError, edgerun.BackendUnavailableError, edgerun.ConfigError):
         assert issubclass(error, edgerun.EdgerunError)
+
+
+def test_the_cpu_path_opens_no_tensorrt_or_cuda_module() -> None:
+    """A CPU load and run imports TensorRT's small registry entry and nothing else of edgerun.trt, and no CUDA."""
+    loaded = modules_after(
+        "import numpy as np, edgerun\n"
+        "m = edgerun.load('digits-student')\n"
+        "m.run(np.zeros(m.inputs[0].concrete_shape(1), np.float32))"
+    )
+    assert "edgerun.runtime.session" in loaded, "the probe must have run a real load"
+    trt = sorted(name for name in loaded if name.startswith("edgerun.trt"))
+    assert trt == ["edgerun.trt", "edgerun.trt.entry"]
+    assert not {name for name in loaded if name == "cuda" or name.startswith(("cuda.", "tensorrt"))}
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    """No two modules of edgerun import each other, directly or through others (function-local imports count)."""
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter (the test extra)")
+    graph = grimp.build_graph("edgerun", exclude_type_checking_imports=True)
+    ours = {m for m in graph.modules if m.startswith("edgerun")}
+    cycles = [
+        (module, imported)
+        for module in sorted(ours)
+        for imported in sorted(graph.find_modules_directly_imported_by(module) & ours)
+        if imported != module and graph.chain_exists(importer=imported, imported=module)
+    ]
+    assert cycles == []
+
+
+def test_the_layer_contract_fails_on_an_upward_import(tmp_path: Path) -> None:
+    """The import-linter contract in pyproject.toml is live: one upward import breaks it."""
+    pytest.importorskip("importlinter", reason="import-linter is in the test extra")
+    package = tmp_path / "edgerun"
+    shutil.copytree(REPO / "edgerun", package, ignore=shutil.ignore_patterns("models", "__pycache__"))
+    (package / "models").mkdir()
+    shutil.copy(REPO / "edgerun" / "models" / "__init__.py", package / "models" / "__init__.py")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    command = [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    kept = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    session = package / "runtime" / "session.py"
+    session.write_text(session.read_text() + "\nfrom edgerun.loading import load as _upward  # noqa: E402\n")
+    broken = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert broken.returncode != 0
+    assert "edgerun.runtime.session -> edgerun.loading" in broken.stdout

@@ -9,8 +9,8 @@ import pytest
 
 import edgerun
 from edgerun import models
-from edgerun.evaluate import classification_accuracy, text_direction_set
-from edgerun.model import ModelFile
+from edgerun.compare.accuracy import classification_accuracy, text_direction_set
+from edgerun.runtime.modelfile import ModelFile
 
 REPO = Path(__file__).resolve().parents[1]
 

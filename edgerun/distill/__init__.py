@@ -13,7 +13,7 @@ when torch is not installed.
 
 from __future__ import annotations
 
-from ..errors import MissingExtraError
+from edgerun.errors import MissingExtraError
 
 try:
     import torch as _torch  # noqa: F401  (fail here, once, with the install hint)
@@ -22,12 +22,12 @@ except ImportError as _exc:
         f"edgerun.distill needs PyTorch, which is not installed ({_exc}): pip install 'edgerun[distill]'"
     ) from _exc
 
-from .export import ExportResult, export_onnx
-from .features import FeatureDistillation, FeatureTaps
-from .fit import FitHistory, accuracy, fit_student
-from .loss import IGNORE_INDEX, DistillationLoss, LossTerms
-from .schedule import TemperatureSchedule
-from .teachers import soft_targets
+from edgerun.distill.export import ExportResult, export_onnx
+from edgerun.distill.features import FeatureDistillation, FeatureTaps
+from edgerun.distill.fit import FitHistory, accuracy, fit_student
+from edgerun.distill.loss import IGNORE_INDEX, DistillationLoss, LossTerms
+from edgerun.distill.schedule import TemperatureSchedule
+from edgerun.distill.teachers import soft_targets
 
 __all__ = [
     "IGNORE_INDEX",

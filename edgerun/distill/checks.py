@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, InputError
+from edgerun.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import torch

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
-from ..cache import atomic_path
-from ..errors import ConfigError, ConversionError
+from edgerun import __version__
+from edgerun.errors import ConfigError, ConversionError
+from edgerun.storage import atomic_path
 
 DEFAULT_OPSET = 17
 CARD_SCHEMA = "edgerun.distill.card/1"

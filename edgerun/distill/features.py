@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import ConfigError, InputError
+from edgerun.errors import ConfigError, InputError
 
 LOSSES = ("mse", "cosine")
 

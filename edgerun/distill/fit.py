@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from ..errors import ConfigError, InputError
-from .checks import check_teachers
-from .features import FeatureDistillation
-from .loss import IGNORE_INDEX, DistillationLoss
-from .schedule import TemperatureSchedule
+from edgerun.distill.checks import check_teachers
+from edgerun.distill.features import FeatureDistillation
+from edgerun.distill.loss import IGNORE_INDEX, DistillationLoss
+from edgerun.distill.schedule import TemperatureSchedule
+from edgerun.errors import ConfigError, InputError
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 """``augment(batch, generator) -> batch``: random transforms drawn from ``generator`` (reproducible)."""

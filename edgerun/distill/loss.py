@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from ..errors import InputError
-from .checks import check_alpha, check_teachers, check_temperature
-from .teachers import normalized_weights, soft_targets, teacher_list
+from edgerun.distill.checks import check_alpha, check_teachers, check_temperature
+from edgerun.distill.teachers import normalized_weights, soft_targets, teacher_list
+from edgerun.errors import InputError
 
 IGNORE_INDEX = -100
 """A label that marks a row as unlabelled: it gets only the distillation term."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import ConfigError
-from .checks import check_temperature
+from edgerun.distill.checks import check_temperature
+from edgerun.errors import ConfigError
 
 KINDS = ("constant", "linear", "cosine")
 

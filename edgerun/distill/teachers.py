@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional
 
-from ..errors import ConfigError, InputError
-from .checks import check_logits, check_temperature, teacher_role
+from edgerun.distill.checks import check_logits, check_temperature, teacher_role
+from edgerun.errors import ConfigError, InputError
 
 
 def teacher_list(teacher_logits: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:

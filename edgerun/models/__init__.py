@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import UnknownModelError
+from edgerun.errors import UnknownModelError
 
 DEFAULT = "ppocr-cls"
 """The model ``edgerun bench`` runs when given none (see the README for why)."""
@@ -35,7 +35,7 @@ class ModelCard:
     input_shapes: dict[str, list[int]]
     """A typical concrete shape per input (batch 1), for benchmarks and free dimensions."""
     preprocessing: dict[str, Any]
-    """A `edgerun.preprocess.PreprocessSpec` as a dict."""
+    """A `edgerun.data.preprocess.PreprocessSpec` as a dict."""
     labels: list[str] = field(default_factory=list)
     accuracy: dict[str, Any] | None = None
     """Measured accuracy: metric, value, dataset, split, samples, and the command that measures it."""

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from edgerun.errors import BackendUnavailableError
+from edgerun.trt import NOT_INSTALLED
 
 _log = logging.getLogger("edgerun")
 
@@ -25,10 +26,7 @@ SUPPORTED_MAJORS = (10, 11)
 def tensorrt() -> Any:
     """The ``tensorrt`` module, or BackendUnavailableError saying what is missing."""
     if util.find_spec("tensorrt") is None:
-        raise BackendUnavailableError(
-            "the tensorrt Python package is not importable (JetPack: apt install python3-libnvinfer; "
-            "desktop: pip install 'edgerun[tensorrt]')"
-        )
+        raise BackendUnavailableError(NOT_INSTALLED)
     try:
         import tensorrt as trt
     except Exception as exc:  # a broken install fails with OSError/ImportError from its libraries

@@ -15,65 +15,25 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import cuda
-from .._logging import log_once
-from ..backends.base import Availability, BackendEntry
-from ..errors import BackendError, BackendUnavailableError, CudaError, UnsupportedModelError
-from . import api
-from .build import BuildSettings, build_engine
-from .cache import EngineCache, EngineKey
-from .profiles import Profile, bucket, parse_batch_range, parse_shape_range, plan_profile
+from edgerun.errors import BackendError, CudaError, UnsupportedModelError
+from edgerun.logs import log_once
+from edgerun.trt import api, cuda
+from edgerun.trt.build import BuildSettings, build_engine
+from edgerun.trt.cache import EngineCache, EngineKey
+from edgerun.trt.profiles import Profile, bucket, parse_batch_range, parse_shape_range, plan_profile
 
 if TYPE_CHECKING:
-    from ..device import DeviceProfile
-    from ..model import ModelFile
-    from ..plan import Plan
+    from edgerun.runtime.backends.base import ModelSource
+    from edgerun.runtime.modelfile import ModelFile
+    from edgerun.runtime.plan import Plan
 
 _log = logging.getLogger("edgerun")
-
-OPTIONS = {
-    "cuda_graphs": "replay a CUDA graph per input-shape bucket (default: on for Jetson, off elsewhere)",
-    "batch": "optimization profile batch range, 'MIN:OPT:MAX' (default 1:1:8 for dynamic batch)",
-    "shapes": "per-input shape ranges, {'x': 'MIN:OPT:MAX'} with shapes like 1x3x224x224",
-    "workspace_mb": "builder workspace limit in MiB",
-    "opt_level": "builder optimisation level 0-5",
-    "dla_core": "build for this DLA core (Jetson), with GPU fallback",
-    "low_memory": "cap builder memory for 4-8 GB Jetsons",
-    "version_compatible": "build an engine later TensorRT versions can load (slower)",
-    "timing_cache": "path of a persistent timing cache",
-    "engine_cache": "engine cache folder (default: the user cache)",
-}
-
-
-def probe(profile: DeviceProfile, device: str) -> Availability:
-    """TensorRT needs an NVIDIA GPU, the tensorrt package and a working CUDA driver; says all that is missing."""
-    reasons = []
-    if device == "cpu":
-        reasons.append("device cpu requested")
-    if not profile.has_nvidia_gpu:
-        reasons.append(f"no NVIDIA GPU on this {profile.kind} device")
-    version = profile.versions.get("tensorrt")
-    try:
-        version = api.tensorrt().__version__
-    except BackendUnavailableError as exc:
-        reasons.append(str(exc))
-    if reasons:
-        return Availability(False, "; ".join(reasons), version)
-    reason = cuda.unavailable_reason()
-    if reason is not None:
-        return Availability(False, f"CUDA is not usable: {reason}", version)
-    return Availability(True, f"TensorRT {version} engine", version, ("cuda:0",))
-
-
-def precisions(model: ModelFile) -> tuple[str, ...]:
-    """GPUs default to FP16 (built from an FP16 ONNX); Q/DQ and FP16 models run as they are."""
-    return ("fp16", "fp32", "int8") if model.precision == "fp32" else (model.precision,)
 
 
 @dataclass
@@ -92,14 +52,14 @@ class _Binding:
 class TensorRTBackend:
     """One engine, one execution context and one stream; calls are serialized by a lock."""
 
-    def __init__(self, model: ModelFile, plan: Plan) -> None:
+    def __init__(self, model: ModelFile, plan: Plan, source: ModelSource) -> None:
         self.inputs = model.inputs
         self.outputs = model.outputs
         self._name = model.path.name
         self._trt = trt = api.tensorrt()
         options = dict(plan.options)
         gpu = cuda.device_info(0)
-        self.profile = _profile(model, options)
+        self.profile = _profile(model, options, source.typical_shapes)
         self.settings = BuildSettings(
             precision=plan.precision,
             profile=self.profile,
@@ -112,7 +72,7 @@ class TensorRTBackend:
         )
         key = EngineKey(
             model_sha256=model.sha256,
-            source_sha256=str(options.get("_source_sha256") or model.sha256),
+            source_sha256=source.sha256,
             precision=plan.precision,
             tensorrt=trt.__version__,
             gpu=gpu.name,
@@ -293,7 +253,7 @@ class TensorRTBackend:
             self._stream.close()
 
 
-def _profile(model: ModelFile, options: dict[str, Any]) -> Profile:
+def _profile(model: ModelFile, options: dict[str, Any], typical: Mapping[str, Sequence[int]] | None) -> Profile:
     batch = options.get("batch")
     shapes = options.get("shapes")
     ranges = None
@@ -303,22 +263,8 @@ def _profile(model: ModelFile, options: dict[str, Any]) -> Profile:
         model.inputs,
         batch=parse_batch_range(str(batch)) if batch is not None else None,
         shapes=ranges,
-        typical=options.get("_typical_shapes"),
+        typical=typical,
     )
-
-
-def open_backend(model: ModelFile, plan: Plan) -> TensorRTBackend:
-    return TensorRTBackend(model, plan)
-
-
-ENTRY = BackendEntry(
-    name="tensorrt",
-    title="TensorRT",
-    probe=probe,
-    opener=open_backend,
-    options=OPTIONS,
-    precisions=precisions,
-)
 
 
 class _PhaseTimer:

@@ -1,7 +1,7 @@
 """Building a TensorRT engine from an ONNX model: parser, profile, precision, memory, DLA.
 
-Precision comes from the ONNX variant (FP16 weights from `edgerun.convert`, Q/DQ from
-`edgerun.quantize` with ``target="tensorrt"``), so one strongly typed build serves TensorRT
+Precision comes from the ONNX variant (FP16 weights from `edgerun.precision.convert`, Q/DQ from
+`edgerun.precision.quantize` with ``target="tensorrt"``), so one strongly typed build serves TensorRT
 10.x and 11.x alike. The exception is DLA on 10.x, which does not take strongly typed
 networks: there the FP32 model is built with the FP16 flag (a flag 11.x no longer has).
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cache import atomic_path
-from ..errors import BackendError, BackendUnavailableError, UnsupportedModelError, UnsupportedPrecisionError
-from . import api
-from .profiles import Profile
+from edgerun.errors import BackendError, BackendUnavailableError, UnsupportedModelError, UnsupportedPrecisionError
+from edgerun.storage import atomic_path
+from edgerun.trt import api
+from edgerun.trt.profiles import Profile
 
 _log = logging.getLogger("edgerun")
 

@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..cache import cache_dir, read_json, writable
+from edgerun import __version__
+from edgerun.storage import cache_dir, read_json, writable
 
 _log = logging.getLogger("edgerun")
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, InputError
-from ..specs import TensorSpec, parse_shape_override
+from edgerun.errors import ConfigError, InputError
+from edgerun.specs import TensorSpec, parse_shape_override
 
 DEFAULT_MAX_BATCH = 8
 """Dynamic-batch models get batch 1..8 (tuned for 1) unless told otherwise."""

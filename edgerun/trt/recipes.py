@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from edgerun.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,7 +147,7 @@ def _bool(data: dict[str, Any], key: str, path: Path) -> bool:
 
 def _check_ranges(data: dict[str, Any], path: Path) -> None:
     """Batch and shape ranges are checked when the recipe is read, naming the recipe."""
-    from .profiles import parse_batch_range, parse_shape_range
+    from edgerun.trt.profiles import parse_batch_range, parse_shape_range
 
     try:
         if "batch" in data:

@@ -1,0 +1,1 @@
+"""`edgerun bench` as a library: scenarios, inputs, LoadGen loops, diagnostics, results, sweeps, reports, selftest."""

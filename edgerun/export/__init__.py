@@ -1,0 +1,1 @@
+"""Hand-offs to serving systems: Triton model repositories (`triton`)."""

@@ -1,0 +1,107 @@
+"""`load()`: the whole pipeline an embedded app calls, and `current_device()` (from `edgerun.runtime.device`).
+
+Resolve the model (a path or a bundled name), validate and describe it (`ModelFile`), detect
+the device, plan among the registered backends, make the precision artifact the plan needs
+(`edgerun.precision`), open the backend and, when asked, put a `DynamicBatcher` in front.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgerun.errors import BackendUnavailableError
+from edgerun.runtime.device import current_device
+from edgerun.runtime.session import Session
+
+if TYPE_CHECKING:
+    from edgerun.models import ModelCard
+    from edgerun.runtime.backends.base import BackendEntry
+    from edgerun.runtime.device import DeviceProfile
+    from edgerun.runtime.modelfile import ModelFile
+    from edgerun.runtime.plan import Plan, Precision
+
+
+def load(
+    model: str | os.PathLike[str],
+    *,
+    device: str | DeviceProfile = "auto",
+    backend: str = "auto",
+    precision: Precision = "auto",
+    **options: Any,
+) -> Session:
+    """Load an ONNX model (a path or a bundled model name) on the best backend for this device.
+
+    ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, or a `DeviceProfile` to plan for
+    (tests, or overriding detection). ``backend`` is ``auto`` or a registered backend name.
+    ``precision`` is ``auto`` (the model's stored precision) or ``fp32``/``fp16``/``bf16``/``int8``.
+    ``options`` are backend options such as ``threads``; unknown ones are rejected.
+    A precision other than the stored one runs a converted model (`edgerun.precision.artifacts`),
+    built once and cached: ``calibration=`` gives INT8 its calibration data (bundled models carry
+    theirs) and ``quantization=`` a `QuantizeOptions`. ``batching=`` (True, a max batch size, or
+    `DynamicBatcher` options) returns a session whose calls are merged into batches.
+    """
+    from edgerun import models
+    from edgerun.registry import make_plan, registered
+    from edgerun.runtime.backends.base import ModelSource
+    from edgerun.runtime.device import DeviceProfile
+    from edgerun.runtime.modelfile import ModelFile
+
+    batching = options.pop("batching", None)
+    settings: dict[str, Any] = {"device": device, "backend": backend, "precision": precision, **options}
+
+    def reopen() -> Session:
+        """The same model and settings, opened again without a batcher (a batcher worker's own session)."""
+        return load(model, **settings)
+
+    calibration = options.pop("calibration", None)
+    quantization = options.pop("quantization", None)
+    path, card = models.resolve(model)
+    model_file = ModelFile.open(Path(path))
+    source = ModelSource(model_file.sha256, card.input_shapes if card else None)
+    if isinstance(device, DeviceProfile):
+        profile, device_request = device, "auto"
+    else:
+        profile, device_request = current_device(), device
+    plan = make_plan(model_file, profile, device=device_request, backend=backend, precision=precision, options=options)
+    entry = registered()[plan.backend]
+    if entry.opener is None:  # the planner only picks available backends; a probe that lies ends here
+        raise BackendUnavailableError(f"backend {plan.backend} cannot open models in this edgerun release")
+    if plan.precision != model_file.precision:
+        model_file, plan = _converted(model_file, plan, entry, card, calibration, quantization)
+    opened = entry.opener(model_file, plan, source)
+    session = Session(model_file, plan, opened, card, capabilities=entry.capabilities, reopen=reopen)
+    if batching is None or batching is False:
+        return session
+    from edgerun.runtime.batching import BatchedSession, DynamicBatcher, batching_options
+
+    try:
+        batcher = DynamicBatcher(session, session_factory=reopen, **batching_options(batching))
+        return BatchedSession(session, batcher)
+    except BaseException:
+        session.close()
+        raise
+
+
+def _converted(
+    model_file: ModelFile,
+    plan: Plan,
+    entry: BackendEntry,
+    card: ModelCard | None,
+    calibration: Any,
+    quantization: Any,
+) -> tuple[ModelFile, Plan]:
+    """The plan's precision as a cached artifact (Q/DQ laid out for the chosen backend), and the plan naming it."""
+    from edgerun.precision.artifacts import precision_artifact
+    from edgerun.precision.quantize import QuantizeOptions
+    from edgerun.runtime.modelfile import ModelFile
+
+    if quantization is None:  # shape the Q/DQ model for what will run it
+        quantization = QuantizeOptions(target=entry.capabilities.qdq_layout(plan.device))
+    artifact = precision_artifact(
+        model_file, plan.precision, card=card, calibration=calibration, quantization=quantization
+    )
+    converted = ModelFile.open(artifact.path)
+    return converted, replace(plan, artifact=str(artifact.path), reasons=(*plan.reasons, f"model: {artifact.detail}"))

@@ -1,0 +1,681 @@
+"""`DynamicBatcher`: concurrent requests merged into batches in front of any session.
+
+Triton's knobs and semantics (max batch size, queue delay, preferred sizes, bounded queue,
+per-request timeout, instances, preserved order), in process. Rules:
+
+* Requests with different non-batch shapes or dtypes never share a batch: each shape has its
+  own group (what fixed-shape backends and CUDA graph buckets need).
+* No idle wait: a lone request on an idle batcher runs at once (``infer`` even runs it in the
+  caller's thread, skipping the hand-off), so a single caller is never slower than no batching.
+  The queue delay only applies under load (every worker busy, or a batch of several requests
+  just finished and its callers are about to return), and it counts from when a worker could
+  take the batch: waiting behind a busy worker does not use it up.
+* A request is validated at ``submit`` (bad feeds never poison a batch), rejected at once when
+  the queue is full, failed with `RequestTimeoutError` when it waits past its timeout (never
+  run late), and gets exactly the rows it sent back. A backend error fails exactly the
+  requests of that batch, each with the original error chained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import itertools
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from edgerun.errors import (
+    BackendError,
+    BatcherClosedError,
+    ConfigError,
+    InputError,
+    QueueFullError,
+    RequestTimeoutError,
+)
+from edgerun.runtime.session import Session
+from edgerun.stats import nearest_ranks
+
+_log = logging.getLogger("edgerun")
+_SAMPLES_KEPT = 20_000
+"""Queue-wait and execution times kept for stats() percentiles (the most recent ones)."""
+
+
+@dataclass(eq=False)  # identity: requests hold arrays, and `in`/remove must not compare them
+class _Request:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    group: tuple[Any, ...]
+    future: Future[dict[str, np.ndarray]]
+    enqueued: float
+    deadline: float | None
+    sequence: int
+    behind_busy: bool
+    """It arrived while every worker was busy: it may wait (up to the queue delay) for company."""
+    hold_until: float
+    """It arrived just after a batch of several requests: it may wait until then for that batch's
+    callers to come back (0.0: it did not)."""
+    state: str = "queued"
+    """queued -> taken | expired | cancelled."""
+
+
+@dataclass
+class _Stats:
+    requests: int = 0
+    batches: int = 0
+    rejected: int = 0
+    timed_out: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    inline: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    queue_wait_s: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))
+    execute_s: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))
+
+
+class DynamicBatcher:
+    """Merge concurrent requests to ``session`` into batches of up to ``max_batch_size`` rows.
+
+    ``instances`` workers run batches in parallel: they share ``session`` when its backend runs
+    concurrent calls (ONNX Runtime), or each gets its own (``session_per_instance``; TensorRT
+    contexts serialise calls). ``pad_to_preferred`` pads a batch up to the nearest
+    ``preferred_batch_sizes`` entry (for fixed-shape backends) and drops the padding rows.
+    Futures are resolved outside the batcher's lock, so their callbacks may use the batcher.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        max_batch_size: int,
+        max_queue_delay_ms: float = 0.0,
+        preferred_batch_sizes: Sequence[int] = (),
+        max_queue_size: int = 0,
+        default_timeout_ms: float = 0.0,
+        instances: int = 1,
+        preserve_order: bool = False,
+        pad_to_preferred: bool = False,
+        session_per_instance: bool | None = None,
+        session_factory: Callable[[], Session] | None = None,
+    ) -> None:
+        _check_args(session, max_batch_size, max_queue_delay_ms, preferred_batch_sizes, max_queue_size,
+                    default_timeout_ms, instances, preserve_order, pad_to_preferred, session_per_instance)  # fmt: skip
+        self.session = session
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1e3
+        self.preferred_batch_sizes = tuple(sorted(set(preferred_batch_sizes)))
+        self.max_queue_size = max_queue_size
+        self.default_timeout_s = default_timeout_ms / 1e3
+        self.preserve_order = preserve_order
+        self.pad_to_preferred = pad_to_preferred
+        if session_per_instance is None:
+            session_per_instance = not session.capabilities.concurrent_runs  # ORT sessions run concurrent calls
+        factory = session_factory or session.reopen
+        self._own_sessions = [factory() for _ in range(instances - 1)] if session_per_instance else []
+        pool = [session, *self._own_sessions] if session_per_instance else [session] * instances
+        self._pool_size = len(pool)
+        self._free: deque[Session] = deque(pool)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        """Workers (and close) wait here for queued work or a returned session."""
+        self._deadline_wake = threading.Condition(self._lock)
+        """The timeout reaper waits here for an earlier deadline or close."""
+        self._groups: OrderedDict[tuple[Any, ...], deque[_Request]] = OrderedDict()
+        self._queued = 0
+        self._closing = False
+        self._drain = True
+        self._stats = _Stats()
+        self._sequence = itertools.count()
+        self._deadlines: list[tuple[float, int, _Request]] = []
+        self._release_next = 0
+        self._last_batch_end = 0.0
+        self._busy_until = 0.0
+        """Until then, a request finding a free worker may still wait for company: right after a
+        batch of several requests, that batch's callers are about to come back."""
+        self._expected_back = 0
+        """Callers of that batch not yet back; when the last one is, the wait ends at once."""
+        self._finished: dict[int, _Outcome] = {}
+        self._workers = [
+            threading.Thread(target=self._work, name=f"edgerun-batcher-{i}", daemon=True) for i in range(instances)
+        ]
+        self._reaper = threading.Thread(target=self._reap, name="edgerun-batcher-timeouts", daemon=True)
+        for thread in (*self._workers, self._reaper):
+            thread.start()
+
+    # --- public API -------------------------------------------------------------------------
+
+    def submit(
+        self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
+    ) -> Future[dict[str, np.ndarray]]:
+        """Queue a request; the future resolves to exactly this request's rows of every output."""
+        return self._admit(feeds, timeout_ms).future
+
+    def infer(self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None) -> dict[str, np.ndarray]:
+        """Run a request and wait for it; on an idle batcher it runs at once in this thread."""
+        return self._admit(feeds, timeout_ms, inline=True).future.result()
+
+    async def infer_async(
+        self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """``infer`` for asyncio apps; cancelling the awaiting task withdraws a queued request."""
+        return await asyncio.wrap_future(self.submit(feeds, timeout_ms=timeout_ms))
+
+    run = infer
+    __call__ = infer
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, batch-size histogram and queue-wait / execution percentiles (ms)."""
+        with self._lock:
+            s = self._stats
+            waits = list(s.queue_wait_s)
+            runs = list(s.execute_s)
+            return {
+                "requests": s.requests,
+                "batches": s.batches,
+                "rejected": s.rejected,
+                "timed_out": s.timed_out,
+                "failed": s.failed,
+                "cancelled": s.cancelled,
+                "inline": s.inline,
+                "queued": self._queued,
+                "batch_size_histogram": dict(sorted(s.batch_sizes.items())),
+                "mean_batch_size": (sum(k * v for k, v in s.batch_sizes.items()) / s.batches) if s.batches else 0.0,
+                "queue_wait_ms": _percentiles(waits),
+                "execute_ms": _percentiles(runs),
+            }
+
+    def close(self, drain: bool = True) -> None:
+        """Stop: finish queued work (``drain``) or cancel it; waits for every thread and inline call."""
+        cancelled: list[_Request] = []
+        outcomes: list[_Outcome] = []
+        with self._lock:
+            if not self._closing:
+                self._closing = True
+                self._drain = drain
+                if not drain:
+                    for group in self._groups.values():
+                        for request in group:
+                            cancelled.append(request)
+                            outcomes += self._cancel_locked(request)
+                    self._groups.clear()
+                    self._queued = 0
+            self._wake.notify_all()
+            self._deadline_wake.notify_all()
+        for request in cancelled:
+            if request.future.cancel():
+                request.future.set_running_or_notify_cancel()  # what wakes concurrent.futures.wait()
+        _resolve_all(outcomes)
+        current = threading.current_thread()
+        for thread in (*self._workers, self._reaper):
+            if thread is not current:
+                thread.join()
+        with self._lock:  # requests running inline in callers' threads finish on their sessions
+            while len(self._free) < self._pool_size:
+                self._wake.wait()
+        for own in self._own_sessions:
+            own.close()
+        self._own_sessions = []
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def __enter__(self) -> DynamicBatcher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- admission ----------------------------------------------------------------------------
+
+    def _admit(self, feeds: Any, timeout_ms: float | None, inline: bool = False) -> _Request:
+        checked = dict(self.session.validate(feeds))  # our own dict: the caller may reuse theirs
+        rows = _rows(checked, self.session.label)
+        if rows > self.max_batch_size:
+            raise InputError(
+                f"{self.session.label}: request of {rows} rows exceeds max_batch_size {self.max_batch_size}",
+                expected=f"<= {self.max_batch_size} rows",
+                got=f"{rows} rows",
+            )
+        timeout_s = self.default_timeout_s if timeout_ms is None else timeout_ms / 1e3
+        now = time.perf_counter()
+        group = tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(checked.items()))
+        with self._lock:
+            if self._closing:
+                raise BatcherClosedError(f"batcher for {self.session.label} is closed")
+            if self.max_queue_size and self._queued >= self.max_queue_size:
+                self._stats.rejected += 1
+                raise QueueFullError(
+                    f"{self.session.label}: queue full ({self._queued} requests waiting, max_queue_size "
+                    f"{self.max_queue_size}); retry later or raise the limit"
+                )
+            request = _Request(
+                feeds=checked,
+                rows=rows,
+                group=group,
+                future=Future(),
+                enqueued=now,
+                deadline=now + timeout_s if timeout_s > 0 else None,
+                sequence=next(self._sequence),
+                behind_busy=not self._free,
+                hold_until=self._hold_until_locked(now),
+            )
+            self._stats.requests += 1
+            session = None
+            if inline and self._free and not self._queued and not request.hold_until:
+                session = self._free.pop()  # idle batcher: run here, no hand-off to a worker
+                request.state = "taken"
+                request.future.set_running_or_notify_cancel()
+                self._stats.inline += 1
+                self._stats.queue_wait_s.append(0.0)
+            else:
+                self._groups.setdefault(group, deque()).append(request)
+                self._queued += 1
+                if request.deadline is not None:
+                    earliest = not self._deadlines or request.deadline < self._deadlines[0][0]
+                    heapq.heappush(self._deadlines, (request.deadline, request.sequence, request))
+                    if earliest:
+                        self._deadline_wake.notify()
+                if self._free:  # a worker can take it now; otherwise the next finished batch will
+                    self._wake.notify()
+        if session is not None:
+            self._execute(session, [request])
+        else:
+            request.future.add_done_callback(lambda _: self._on_done(request))
+        return request
+
+    def _hold_until_locked(self, now: float) -> float:
+        """How long a new request may wait for the callers of the batch that just ended (0: no wait).
+
+        In a closed loop (camera threads calling ``infer`` again as soon as they have a result)
+        the first caller back would otherwise run alone and split the batch for good. The wait
+        ends when all of that batch's callers are back, and never outlasts the queue delay.
+        """
+        if now >= self._busy_until:
+            return 0.0
+        self._expected_back -= 1
+        if self._expected_back <= 0:
+            self._busy_until = now  # everyone is back: whatever is held can run now
+            return 0.0
+        return self._busy_until
+
+    def _cancel_locked(self, request: _Request) -> list[_Outcome]:
+        """Mark a request that will never run as cancelled; its outcomes to resolve outside the lock."""
+        request.state = "cancelled"
+        self._stats.cancelled += 1
+        return self._release_locked(_Outcome(request, None, None))
+
+    def _on_done(self, request: _Request) -> None:
+        """A caller cancelled a queued request: withdraw it at once (it frees its place)."""
+        if not request.future.cancelled():
+            return
+        with self._lock:
+            if request.state != "queued":
+                return
+            self._unqueue_locked(request)
+            outcomes = self._cancel_locked(request)
+        request.future.set_running_or_notify_cancel()  # tells concurrent.futures.wait() it is done
+        _resolve_all(outcomes)
+
+    # --- workers --------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            withdrawn: list[_Outcome] = []
+            with self._lock:
+                batch, session = self._next_batch_locked(withdrawn)
+            _resolve_all(withdrawn)
+            if session is None:
+                return
+            self._execute(session, batch)
+
+    def _next_batch_locked(self, withdrawn: list[_Outcome]) -> tuple[list[_Request], Session | None]:
+        """Wait for queued work and a free session, then take one batch (no session: shut down).
+
+        Requests whose callers cancelled them as they were taken go to ``withdrawn``.
+        """
+        while True:
+            if self._queued and self._free:
+                choice = self._choose_locked()
+                if choice is not None:
+                    batch = self._take_locked(*choice, withdrawn)
+                    if batch:
+                        return batch, self._free.pop()  # the warmest session
+                continue
+            if self._closing and (not self._queued or not self._drain):
+                return [], None
+            self._wake.wait()
+
+    def _choose_locked(self) -> tuple[tuple[Any, ...], deque[_Request]] | None:
+        """A group ready to run: a full one first, else the oldest whose own wait is over.
+
+        Each group is judged on its own, so one group waiting for company never holds up another
+        that is ready. Returns None after waiting (until the earliest wait ends or news arrives).
+        """
+        now = time.perf_counter()
+        full: list[tuple[tuple[Any, ...], deque[_Request]]] = []
+        ready: list[tuple[tuple[Any, ...], deque[_Request]]] = []
+        earliest = float("inf")
+        for key, group in self._groups.items():
+            rows = sum(r.rows for r in group)
+            if rows >= self._target_rows(rows):
+                full.append((key, group))
+                continue
+            ready_at = self._ready_at_locked(group[0])
+            if now >= ready_at:
+                ready.append((key, group))
+            else:
+                earliest = min(earliest, ready_at)
+        if full or ready:
+            return min(full or ready, key=lambda item: item[1][0].enqueued)
+        self._wake.wait(timeout=earliest - now)
+        return None
+
+    def _ready_at_locked(self, oldest: _Request) -> float:
+        """When a group whose oldest request is ``oldest`` stops waiting for company."""
+        if self._closing:
+            return 0.0
+        ready_at = 0.0
+        if oldest.behind_busy:
+            # The delay gives others a chance to join once a worker can take them: time spent
+            # queued behind a busy worker does not use it up (else batches split under load).
+            ready_at = max(oldest.enqueued, self._last_batch_end) + self.max_queue_delay_s
+        if oldest.hold_until:
+            ready_at = max(ready_at, min(oldest.hold_until, self._busy_until))
+        return ready_at
+
+    def _target_rows(self, rows: int) -> int:
+        """Rows worth waiting for: the next preferred size at or above ``rows``, else the maximum."""
+        for size in self.preferred_batch_sizes:
+            if size >= rows:
+                return size
+        return self.max_batch_size
+
+    def _take_locked(self, key: tuple[Any, ...], group: deque[_Request], withdrawn: list[_Outcome]) -> list[_Request]:
+        """Up to ``max_batch_size`` rows from the head of ``group``, marked running.
+
+        A request its caller cancels while it is being taken (its ``_on_done`` is waiting for the
+        lock) is skipped here and counted as cancelled: it never runs.
+        """
+        batch: list[_Request] = []
+        rows = 0
+        now = time.perf_counter()
+        while group and rows + group[0].rows <= self.max_batch_size:
+            request = group.popleft()
+            self._queued -= 1
+            if not request.future.set_running_or_notify_cancel():
+                withdrawn.extend(self._cancel_locked(request))
+                continue
+            request.state = "taken"
+            self._stats.queue_wait_s.append(now - request.enqueued)
+            batch.append(request)
+            rows += request.rows
+        if not group:
+            del self._groups[key]
+        return batch
+
+    def _execute(self, session: Session, batch: list[_Request]) -> None:
+        """Run one batch on ``session`` and hand every request its rows (or the batch's error)."""
+        outcomes: list[_Outcome] = []
+        try:
+            rows = [r.rows for r in batch]
+            total = sum(rows)
+            padded = self._padded_size(total)
+            started = time.perf_counter()
+            try:
+                feeds = {name: _stack([r.feeds[name] for r in batch], padded - total) for name in batch[0].feeds}
+                outputs = session._backend_run(feeds)  # validated at submit: skip the session's check
+                results = _split(outputs, rows, padded, self.session.label)
+            except BaseException as exc:
+                failure = BackendError(
+                    f"{self.session.label}: the batch of {total} rows this request was in failed: {exc}"
+                )
+                failure.__cause__ = exc
+                with self._lock:
+                    self._stats.failed += len(batch)
+                    for request in batch:
+                        outcomes += self._release_locked(_Outcome(request, None, failure))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self._stats.batches += 1
+                self._stats.batch_sizes[total] += 1
+                self._stats.execute_s.append(elapsed)
+                for request, result in zip(batch, results, strict=True):
+                    outcomes += self._release_locked(_Outcome(request, result, None))
+        finally:
+            with self._lock:
+                self._last_batch_end = time.perf_counter()
+                if len(batch) > 1 and self.max_queue_delay_s:
+                    self._busy_until = self._last_batch_end + self.max_queue_delay_s
+                    self._expected_back = len(batch)
+                self._free.append(session)
+                if self._queued or self._closing:  # an idle batcher has nobody to wake
+                    self._wake.notify_all()
+            _resolve_all(outcomes)  # outside the lock: futures' callbacks may call the batcher
+
+    def _padded_size(self, rows: int) -> int:
+        if not self.pad_to_preferred:
+            return rows
+        return next((size for size in self.preferred_batch_sizes if size >= rows), rows)
+
+    # --- completion -------------------------------------------------------------------------
+
+    def _release_locked(self, outcome: _Outcome) -> list[_Outcome]:
+        """Outcomes that may be resolved now; with ``preserve_order``, only once every earlier one is."""
+        if not self.preserve_order:
+            return [outcome]
+        self._finished[outcome.request.sequence] = outcome
+        ready = []
+        while self._release_next in self._finished:
+            ready.append(self._finished.pop(self._release_next))
+            self._release_next += 1
+        return ready
+
+    def _unqueue_locked(self, request: _Request) -> None:
+        group = self._groups.get(request.group)
+        if group is not None and request in group:
+            group.remove(request)
+            self._queued -= 1
+            if not group:
+                del self._groups[request.group]
+
+    def _reap(self) -> None:
+        """Fail queued requests the moment their timeout passes: none is ever run late."""
+        while True:
+            outcomes: list[_Outcome] = []
+            with self._lock:
+                if self._closing and not self._queued:
+                    return
+                now = time.perf_counter()
+                while self._deadlines and (self._deadlines[0][0] <= now or self._deadlines[0][2].state != "queued"):
+                    deadline, _, request = heapq.heappop(self._deadlines)
+                    if request.state != "queued" or deadline > now:
+                        continue
+                    request.state = "expired"
+                    self._stats.timed_out += 1
+                    self._unqueue_locked(request)
+                    waited = (now - request.enqueued) * 1e3
+                    error = RequestTimeoutError(
+                        f"{self.session.label}: request waited {waited:.1f} ms in the queue, past its timeout; "
+                        "it was not run"
+                    )
+                    outcomes += self._release_locked(_Outcome(request, None, error))
+                if not outcomes:
+                    timeout = self._deadlines[0][0] - now if self._deadlines else None
+                    if self._closing:
+                        timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                    self._deadline_wake.wait(timeout=timeout)
+            _resolve_all(outcomes)
+
+
+@dataclass
+class _Outcome:
+    request: _Request
+    result: dict[str, np.ndarray] | None
+    error: BaseException | None
+
+
+def _resolve_all(outcomes: list[_Outcome]) -> None:
+    for outcome in outcomes:
+        future = outcome.request.future
+        if future.done():  # cancelled (by the caller, or close(drain=False))
+            continue
+        if not future.running() and not future.set_running_or_notify_cancel():
+            continue
+        if outcome.error is not None:
+            future.set_exception(outcome.error)
+        elif outcome.result is not None:
+            future.set_result(outcome.result)
+
+
+def _rows(feeds: Mapping[str, np.ndarray], label: str) -> int:
+    counts = {array.shape[0] if array.ndim else 0 for array in feeds.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise InputError(f"{label}: every input of a batched request needs the same batch size >= 1, got {counts}")
+    return counts.pop()
+
+
+def _stack(parts: list[np.ndarray], padding: int) -> np.ndarray:
+    if padding:
+        parts = [*parts, np.zeros((padding, *parts[0].shape[1:]), dtype=parts[0].dtype)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _split(outputs: Mapping[str, np.ndarray], rows: list[int], total: int, label: str) -> list[dict[str, np.ndarray]]:
+    """Each request's rows of every output, as arrays it owns (copies, not views of the batch)."""
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != total:
+            raise BackendError(f"{label}: output '{name}' has no batch axis of {total} rows (shape {array.shape})")
+    if len(rows) == 1 and rows[0] == total:
+        return [dict(outputs)]  # the backend's arrays are new on every call: this request owns them
+    results: list[dict[str, np.ndarray]] = []
+    start = 0
+    for count in rows:
+        results.append({name: array[start : start + count].copy() for name, array in outputs.items()})
+        start += count
+    return results
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {"p50": 0.0, "p99": 0.0}
+    p50, p99 = nearest_ranks([s * 1e3 for s in seconds], (50, 99))
+    return {"p50": p50, "p99": p99}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_args(
+    session: Session,
+    max_batch_size: Any,
+    max_queue_delay_ms: Any,
+    preferred_batch_sizes: Any,
+    max_queue_size: Any,
+    default_timeout_ms: Any,
+    instances: Any,
+    preserve_order: Any,
+    pad_to_preferred: Any,
+    session_per_instance: Any,
+) -> None:
+    """Every option checked for type and range: a wrong one is a ConfigError, not a TypeError later."""
+    if not isinstance(session, Session):
+        raise ConfigError(f"DynamicBatcher needs an edgerun Session, got {type(session).__name__}")
+    if session.closed:
+        raise BatcherClosedError(f"session for {session.label} is closed")
+    for kind, specs in (("input", session.inputs), ("output", session.outputs)):
+        if not all(s.has_dynamic_batch for s in specs):
+            raise ConfigError(
+                f"{session.label}: batching needs a dynamic batch axis (axis 0) on every {kind} "
+                f"({', '.join(s.describe() for s in specs)})"
+            )
+    for name, value in (("max_batch_size", max_batch_size), ("instances", instances)):
+        if not _is_int(value) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if not _is_int(max_queue_size) or max_queue_size < 0:
+        raise ConfigError(f"max_queue_size must be an integer >= 0 (0: unbounded), got {max_queue_size!r}")
+    for name, value in (("max_queue_delay_ms", max_queue_delay_ms), ("default_timeout_ms", default_timeout_ms)):
+        if not _is_number(value) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    sizes = list(preferred_batch_sizes) if isinstance(preferred_batch_sizes, (list, tuple)) else None
+    if sizes is None or not all(_is_int(s) and 1 <= s <= max_batch_size for s in sizes):
+        raise ConfigError(
+            f"preferred_batch_sizes must be integers in 1..{max_batch_size}, got {preferred_batch_sizes!r}"
+        )
+    for name, value in (("preserve_order", preserve_order), ("pad_to_preferred", pad_to_preferred)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False, got {value!r}")
+    if session_per_instance is not None and not isinstance(session_per_instance, bool):
+        raise ConfigError(f"session_per_instance must be True, False or None, got {session_per_instance!r}")
+    if pad_to_preferred and not sizes:
+        raise ConfigError("pad_to_preferred needs preferred_batch_sizes")
+
+
+class BatchedSession(Session):
+    """A session whose ``run`` goes through a `DynamicBatcher`: what ``load(..., batching=...)`` returns.
+
+    Same API as `Session`; ``submit`` and ``run_async`` add the batcher's asynchronous forms.
+    """
+
+    def __init__(self, session: Session, batcher: DynamicBatcher) -> None:
+        super().__init__(
+            session.model,
+            session.plan,
+            session.opened_backend,
+            session.card,
+            capabilities=session.capabilities,
+            reopen=session.reopen,
+        )
+        self.inner = session
+        self.batcher = batcher
+        self._batched_run = batcher.infer
+
+    def run(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return self._batched_run(feeds)
+
+    __call__ = run
+
+    def submit(self, feeds: np.ndarray | Mapping[str, Any]) -> Future[dict[str, np.ndarray]]:
+        return self.batcher.submit(feeds)
+
+    async def run_async(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return await self.batcher.infer_async(feeds)
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.inner.close()
+        self._backend = None
+
+
+def batching_options(batching: Any) -> dict[str, Any]:
+    """``load(batching=...)``: True (defaults), a max batch size, or a dict of batcher options."""
+    if batching is True:
+        return {"max_batch_size": 8}
+    if _is_int(batching):
+        return {"max_batch_size": batching}
+    if isinstance(batching, Mapping):
+        known = set(inspect.signature(DynamicBatcher.__init__).parameters) - {"self", "session", "session_factory"}
+        unknown = sorted(set(map(str, batching)) - known)
+        if unknown:
+            raise ConfigError(f"unknown batching option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return {"max_batch_size": 8, **batching}
+    raise ConfigError(f"batching must be True, a max batch size or a dict of DynamicBatcher options, got {batching!r}")
