@@ -23,6 +23,7 @@ from hypothesis.extra import numpy as hnp
 import edgerun
 from edgerun.errors import BackendError, BackendUnavailableError, CudaError, CudaUnavailableError, InputError
 from edgerun.trt import cuda
+from edgerun.trt.cuda import api as cuda_api
 
 REASON = cuda.unavailable_reason()
 gpu = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=f"no usable CUDA device: {REASON}")]
@@ -32,8 +33,8 @@ no_gpu = pytest.mark.skipif(REASON is None, reason="a CUDA device is usable here
 @pytest.fixture
 def fresh_import(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Forget the cached runtime module, then make import names resolve to given modules (None: unimportable)."""
-    monkeypatch.setattr(cuda, "_runtime", None)
-    monkeypatch.setattr(cuda, "_usable", False)
+    monkeypatch.setattr(cuda_api, "_runtime", None)
+    monkeypatch.setattr(cuda_api, "_usable", False)
 
     def install(**modules: Any) -> None:
         for name, module in modules.items():
