@@ -13,7 +13,7 @@ from edgerun.runtime.backends import onnxruntime_backend
 from edgerun.runtime.backends.base import BackendEntry
 from edgerun.runtime.device import DeviceProfile
 from edgerun.runtime.modelfile import ModelFile
-from edgerun.runtime.plan import Plan, Precision, choose_plan
+from edgerun.runtime.plan import Plan, PlanRequest, Precision, choose_plan
 from edgerun.trt import entry as tensorrt_entry
 
 _REGISTRY: dict[str, BackendEntry] = {entry.name: entry for entry in (onnxruntime_backend.ENTRY, tensorrt_entry.ENTRY)}
@@ -40,6 +40,5 @@ def make_plan(
     options: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Choose backend, targets, precision and threads for ``model`` on ``profile`` among the registered backends."""
-    return choose_plan(
-        registered(), model, profile, device=device, backend=backend, precision=precision, options=options
-    )
+    request = PlanRequest(device, backend, precision, dict(options or {}))
+    return choose_plan(registered(), model, profile, request)

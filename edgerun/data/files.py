@@ -11,8 +11,12 @@ from typing import Any
 import numpy as np
 
 from edgerun.data.preprocess import PreprocessSpec, is_image_path
+from edgerun.data.samples import only_input
 from edgerun.errors import InputError
 from edgerun.specs import TensorSpec
+
+_NAME_IT = "name the input as NAME=FILE"
+"""What to do when a file is given for a model with several inputs."""
 
 
 def feeds_from_files(
@@ -39,7 +43,7 @@ def feeds_from_files(
             for key, array in _load_npz(path).items():
                 feeds[key] = _with_batch_axis(array, by_name.get(key))
         else:
-            target = name or _only_input(specs, path)
+            target = name or only_input(specs, str(path), hint=_NAME_IT, error=InputError)
             feeds[target] = _with_batch_axis(_load_npy(path), by_name.get(target))
     if images:
         if preprocess is None:
@@ -47,7 +51,7 @@ def feeds_from_files(
                 f"{images[0]}: this model has no preprocessing spec; pass --preprocess spec.json "
                 "or give the input as a .npy array"
             )
-        feeds[_only_input(specs, images[0])] = preprocess.load_batch(images)
+        feeds[only_input(specs, str(images[0]), hint=_NAME_IT, error=InputError)] = preprocess.load_batch(images)
     return feeds
 
 
@@ -58,15 +62,6 @@ def _split(argument: str, names: Mapping[str, TensorSpec]) -> tuple[str | None, 
     if sep and not Path(argument).exists():
         raise InputError(f"{argument}: '{name}' is not an input of this model (inputs: {', '.join(names)})")
     return None, Path(argument)
-
-
-def _only_input(specs: Sequence[TensorSpec], path: Path) -> str:
-    if len(specs) != 1:
-        raise InputError(
-            f"{path}: the model has {len(specs)} inputs ({', '.join(s.name for s in specs)}); "
-            "name the input as NAME=FILE"
-        )
-    return specs[0].name
 
 
 def _check_file(path: Path) -> None:

@@ -41,13 +41,16 @@ class SampleSet:
         return len(next(iter(self.inputs.values())))
 
 
-def only_input(inputs: Sequence[TensorSpec], source: str) -> str:
-    """The name of a one-input model's input; a clear error for models with several."""
+def only_input(
+    inputs: Sequence[TensorSpec],
+    source: str,
+    *,
+    hint: str = "give data per input (an .npz with one array per input name)",
+    error: type[EdgerunError] = CalibrationError,
+) -> str:
+    """The name of a one-input model's input; for models with several, ``error`` naming them and what to do."""
     if len(inputs) != 1:
-        raise CalibrationError(
-            f"{source}: the model has {len(inputs)} inputs ({', '.join(s.name for s in inputs)}); "
-            "give data per input (an .npz with one array per input name)"
-        )
+        raise error(f"{source}: the model has {len(inputs)} inputs ({', '.join(s.name for s in inputs)}); {hint}")
     return inputs[0].name
 
 

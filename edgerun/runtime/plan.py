@@ -13,7 +13,7 @@ import logging
 import operator
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from edgerun.errors import BackendUnavailableError, ConfigError, UnsupportedPrecisionError
@@ -79,23 +79,28 @@ class Plan:
         }
 
 
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the caller of ``load()`` asked for: each ``auto`` is left to the device's defaults."""
+
+    device: str = "auto"
+    backend: str = "auto"
+    precision: Precision = "auto"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
 def choose_plan(
-    entries: Mapping[str, BackendEntry],
-    model: ModelFile,
-    profile: DeviceProfile,
-    *,
-    device: str = "auto",
-    backend: str = "auto",
-    precision: Precision = "auto",
-    options: Mapping[str, Any] | None = None,
+    entries: Mapping[str, BackendEntry], model: ModelFile, profile: DeviceProfile, request: PlanRequest
 ) -> Plan:
     """Choose backend, targets, precision and threads for ``model`` on ``profile`` among ``entries``."""
-    options = dict(options or {})
+    options = dict(request.options)
+    backend, precision = request.backend, request.precision
     _check_choice("backend", backend, ("auto", *entries))
     _check_choice("precision", precision, PRECISIONS)
-    device = _check_device(device, profile)
+    device = _check_device(request.device, profile)
     defaults = DeviceDefaults.for_profile(profile)
     names = (backend,) if backend != "auto" else defaults.backend_order
+    asked = replace(request, device=device, options=options)
 
     skipped: list[tuple[BackendEntry, str]] = []
     for name in names:
@@ -103,7 +108,7 @@ def choose_plan(
         availability = entry.probe(profile, device)
         problem = _problem(entry, availability, model, precision)
         if problem is None:
-            return _plan_for(entry, availability, model, profile, names, device, precision, options, skipped, defaults)
+            return _plan_for(entry, availability, model, profile, names, asked, skipped, defaults)
         if backend != "auto":
             error = UnsupportedPrecisionError if problem.startswith("precision") else BackendUnavailableError
             raise error(f"backend {name} cannot run {model.path} here: {problem}")
@@ -155,12 +160,11 @@ def _plan_for(
     model: ModelFile,
     profile: DeviceProfile,
     tried: tuple[str, ...],
-    device: str,
-    precision: str,
-    options: dict[str, Any],
+    request: PlanRequest,
     skipped: list[tuple[BackendEntry, str]],
     defaults: DeviceDefaults,
 ) -> Plan:
+    device, precision, options = request.device, request.precision, dict(request.options)
     known = {**COMMON_OPTIONS, **entry.options}
     unknown = sorted(set(options) - set(known))
     if unknown:

@@ -13,7 +13,7 @@ from edgerun.runtime.backends import onnxruntime_backend
 from edgerun.runtime.backends.base import ModelSource
 from edgerun.runtime.device import current_device
 from edgerun.runtime.modelfile import ModelFile
-from edgerun.runtime.plan import choose_plan
+from edgerun.runtime.plan import PlanRequest, choose_plan
 from edgerun.runtime.session import Session
 
 
@@ -22,6 +22,7 @@ def open_on_cpu(path: str | os.PathLike[str], *, threads: int | None = None) -> 
     model = ModelFile.open(Path(path))
     entry = onnxruntime_backend.ENTRY
     options = {"threads": threads} if threads is not None else {}
-    plan = choose_plan({entry.name: entry}, model, current_device(), device="cpu", backend=entry.name, options=options)
+    request = PlanRequest(device="cpu", backend=entry.name, options=options)
+    plan = choose_plan({entry.name: entry}, model, current_device(), request)
     backend = onnxruntime_backend.open_backend(model, plan, ModelSource(model.sha256))
     return Session(model, plan, backend, capabilities=entry.capabilities)
