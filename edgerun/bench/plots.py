@@ -73,56 +73,77 @@ def plot_run(run: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         raise InputError(
             f"{_title(run)}: no latency samples to plot (latency_samples_ms is empty; the run completed no query)"
         )
-    latency, deadline = run["latency_ms"], float(run["deadline_ms"])
-    p50, p99 = float(latency["p50"]), float(latency["p99"])
     figure = _figure()
     hist, cdf = figure.subplots(1, 2)
     figure.suptitle(_title(run))
 
+    _latency_histogram(hist, run, samples)
+    _latency_cdf(cdf, run, samples)
+    return _save(figure, path)
+
+
+def _latency_histogram(axes: Axes, run: dict[str, Any], samples: list[float]) -> None:
+    """The histogram, zoomed on the body of the latencies, with the deadline on it or labelled off scale."""
+    p50, p99, deadline = _marks(run)
     low = min(samples)
     # Zoom on the body: a few outliers (a preempted call) would squash every bar into one.
-    ceiling = max(3 * p99, p50 * 1.5)
+    ceiling = _zoom_ceiling(p50, p99)
     shown = [v for v in samples if v <= ceiling]
     hidden = len(samples) - len(shown)
     high = max(shown)
     bins = max(10, min(60, int(math.sqrt(len(shown)))))
-    hist.hist(shown, bins=bins, color="#90a4ae", edgecolor="white")
-    hist.set_xlabel(f"latency ({_unit(run)})")
-    hist.set_ylabel("queries")
+    axes.hist(shown, bins=bins, color="#90a4ae", edgecolor="white")
+    axes.set_xlabel(f"latency ({_unit(run)})")
+    axes.set_ylabel("queries")
     outliers = f"; {hidden} above {ceiling:.3g} ms not shown (max {max(samples):.3g})" if hidden else ""
-    hist.set_title(f"histogram of {len(samples)} of {run['queries']} queries{outliers}", fontsize="medium")
-    _mark_percentiles(hist, p50, p99)
+    axes.set_title(f"histogram of {len(samples)} of {run['queries']} queries{outliers}", fontsize="medium")
+    _mark_percentiles(axes, p50, p99)
     span = max(high - low, high * 0.05, 1e-6)
     if deadline <= high + 0.5 * span:
-        hist.axvline(deadline, color=_DEADLINE, linewidth=2, label=f"deadline {deadline:g} ms")
-        hist.set_xlim(min(low, deadline) - 0.05 * span, max(high, deadline) + 0.05 * span)
+        axes.axvline(deadline, color=_DEADLINE, linewidth=2, label=f"deadline {deadline:g} ms")
+        axes.set_xlim(min(low, deadline) - 0.05 * span, max(high, deadline) + 0.05 * span)
     else:
-        hist.set_xlim(low - 0.05 * span, high + 0.05 * span)
-        hist.annotate(
+        axes.set_xlim(low - 0.05 * span, high + 0.05 * span)
+        axes.annotate(
             f"deadline {deadline:g} ms\n(off scale" + (f", {deadline / p99:.1f}x p99) →" if p99 > 0 else ") →"),
             xy=(0.98, 0.6),
             xycoords="axes fraction",
             ha="right",
             color=_DEADLINE,
         )
-    hist.legend(loc="upper right")
+    axes.legend(loc="upper right")
 
+
+def _latency_cdf(axes: Axes, run: dict[str, Any], samples: list[float]) -> None:
+    """The CDF on a log axis that always reaches the deadline, so the headroom shows."""
+    p50, p99, deadline = _marks(run)
+    low, high = min(samples), max(v for v in samples if v <= _zoom_ceiling(p50, p99))
     ordered = sorted(samples)
     fraction = [(i + 1) / len(ordered) for i in range(len(ordered))]
-    cdf.step(ordered, fraction, where="post", color="#37474f")
+    axes.step(ordered, fraction, where="post", color="#37474f")
     if low > 0:
-        _log_axis(cdf, "x")
-        cdf.set_xlim(min(low, deadline) * 0.8, max(high, deadline) * 1.25)
-    cdf.set_ylim(0, 1.02)
-    cdf.set_xlabel(f"latency ({_unit(run)}" + (", log scale)" if low > 0 else ")"))
-    cdf.set_ylabel("fraction of queries at or below")
+        _log_axis(axes, "x")
+        axes.set_xlim(min(low, deadline) * 0.8, max(high, deadline) * 1.25)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel(f"latency ({_unit(run)}" + (", log scale)" if low > 0 else ")"))
+    axes.set_ylabel("fraction of queries at or below")
     verdict = "PASS" if run["meets_deadline"] else "FAIL"
-    cdf.set_title(f"CDF; deadline {run['deadline_rule']}: {verdict}")
-    _mark_percentiles(cdf, p50, p99)
-    cdf.axvline(deadline, color=_DEADLINE, linewidth=2, label=f"deadline {deadline:g} ms")
-    cdf.legend(loc="lower right")
-    cdf.grid(True, which="both", alpha=0.3)
-    return _save(figure, path)
+    axes.set_title(f"CDF; deadline {run['deadline_rule']}: {verdict}")
+    _mark_percentiles(axes, p50, p99)
+    axes.axvline(deadline, color=_DEADLINE, linewidth=2, label=f"deadline {deadline:g} ms")
+    axes.legend(loc="lower right")
+    axes.grid(True, which="both", alpha=0.3)
+
+
+def _marks(run: dict[str, Any]) -> tuple[float, float, float]:
+    """A run's p50 and p99 latency and its deadline, in ms."""
+    latency = run["latency_ms"]
+    return float(latency["p50"]), float(latency["p99"]), float(run["deadline_ms"])
+
+
+def _zoom_ceiling(p50: float, p99: float) -> float:
+    """Latencies above this are outliers (a preempted call): shown in the CDF, left out of the histogram's axis."""
+    return max(3 * p99, p50 * 1.5)
 
 
 def _log_axis(axes: Axes, which: str) -> None:

@@ -12,7 +12,7 @@ their own loop use the loss, schedule and feature modules directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -85,15 +85,9 @@ def fit_student(
     labels = y.long() if y is not None else None
     history = FitHistory(steps)
     started = time.perf_counter()
-    order = torch.randperm(len(x), generator=generator)
-    cursor = 0
     student.train()
     try:
-        for step in range(steps):
-            if cursor >= len(order):
-                order, cursor = torch.randperm(len(x), generator=generator), 0
-            index = order[cursor : cursor + batch_size]
-            cursor += batch_size
+        for step, index in enumerate(_shuffled_batches(len(x), batch_size, steps, generator)):
             batch = x[index] if augment is None else augment(x[index], generator)
             batch_labels = None if labels is None else labels[index]
             logits = student(batch)
@@ -119,6 +113,17 @@ def fit_student(
         student.eval()
     history.seconds = time.perf_counter() - started
     return history
+
+
+def _shuffled_batches(rows: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """``steps`` index batches that walk a fresh seeded permutation of the rows, epoch after epoch."""
+    order = torch.randperm(rows, generator=generator)
+    cursor = 0
+    for _ in range(steps):
+        if cursor >= len(order):
+            order, cursor = torch.randperm(rows, generator=generator), 0
+        yield order[cursor : cursor + batch_size]
+        cursor += batch_size
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
