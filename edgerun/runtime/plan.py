@@ -180,9 +180,7 @@ def _plan_for(
         threads = _positive_int("threads", requested)
         thread_reason = f"{threads} thread{'s' if threads != 1 else ''} as requested"
     chosen_precision = entry.precisions(model)[0] if precision == "auto" else precision
-    runs_on = "cuda:0" if any("CUDA" in t or "Tensorrt" in t for t in availability.targets) else "cpu"
-    if device.startswith("cuda:"):
-        runs_on = device
+    runs_on = device if device.startswith("cuda:") else availability.runs_on
     fallbacks = tuple(_fallback_message(e, why, entry, runs_on) for e, why in skipped)
     # Missing TensorRT is news on a GPU device; on a CPU board, or when the CPU was asked for, it is expected.
     level = logging.WARNING if profile.has_nvidia_gpu and device != "cpu" else logging.INFO

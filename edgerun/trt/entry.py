@@ -59,7 +59,7 @@ def probe(profile: DeviceProfile, device: str) -> Availability:
     reason = cuda.unavailable_reason()
     if reason is not None:
         return Availability(False, f"CUDA is not usable: {reason}", version)
-    return Availability(True, f"TensorRT {version} engine", version, ("cuda:0",))
+    return Availability(True, f"TensorRT {version} engine", version, ("cuda:0",), "cuda:0")
 
 
 def precisions(model: ModelFile) -> tuple[str, ...]:

@@ -78,6 +78,8 @@ class Availability:
     version: str | None = None
     targets: tuple[str, ...] = ()
     """Where it would run, e.g. ONNX Runtime execution providers in priority order."""
+    runs_on: str = "cpu"
+    """Where the model's arithmetic would run: ``cpu``, or ``cuda:0`` for the first GPU target."""
 
 
 @dataclass(frozen=True)

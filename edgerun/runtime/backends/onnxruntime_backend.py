@@ -73,7 +73,8 @@ def probe(profile: DeviceProfile, device: str) -> Availability:
             why += " (this onnxruntime build has no CUDA execution provider)"
     else:
         why = "execution providers " + ", ".join(targets)
-    return Availability(True, why, ort.__version__, tuple(targets))
+    runs_on = "cpu" if len(targets) == 1 else "cuda:0"
+    return Availability(True, why, ort.__version__, tuple(targets), runs_on)
 
 
 def precisions(model: ModelFile) -> tuple[str, ...]:
