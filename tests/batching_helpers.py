@@ -1,6 +1,6 @@
 """Tools for the dynamic batcher's tests: a gate on a real session's backend call, and small models.
 
-`Gate` replaces ``session._backend_run`` (what `DynamicBatcher` calls for every batch) with a
+`Gate` replaces ``session.run_validated`` (what `DynamicBatcher` calls for every batch) with a
 wrapper around the real call: it records every batch it receives (a copy of the feeds, the thread,
 how many calls were in flight), can hold calls until the test releases them (per call or all at
 once), and can raise for batches that contain a marker. The model still runs for real.
@@ -64,7 +64,7 @@ class Gate:
         outputs: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     ) -> None:
         self.session = session
-        self.real = session._backend_run
+        self.real = session.run_validated
         self.held = held
         self.fail_when = fail_when
         self.entered = entered
@@ -79,15 +79,15 @@ class Gate:
     # --- installation ---------------------------------------------------------------------------
 
     def __enter__(self) -> Gate:
-        self.session._backend_run = self
+        self.session.run_validated = self
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.open()  # never leave a call stuck, even when the test failed
-        if self.session._backend_run is self:
-            self.session._backend_run = self.real
+        if self.session.run_validated is self:
+            self.session.run_validated = self.real
 
     # --- the wrapped call ----------------------------------------------------------------------
 
@@ -209,6 +209,17 @@ def transposed_output_model() -> onnx.ModelProto:
         "transposed",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, "batch"])],
+    )
+    return _model(graph)
+
+
+def symbolic_transposed_output_model() -> onnx.ModelProto:
+    """y = x^T declared as y [rows, batch]: axis 0 is symbolic, so it looks batchable, but it is not the batch."""
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["y"])],
+        "symbolic_transposed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", "batch"])],
     )
     return _model(graph)
 

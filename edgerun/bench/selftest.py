@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from edgerun import models
-from edgerun.bench.runner import batched_shapes, time_calls
+from edgerun.bench.runner import time_calls
+from edgerun.bench.scenarios import batched_shapes
 from edgerun.data.synthetic import random_feeds
 from edgerun.errors import EdgerunError
 from edgerun.loading import load

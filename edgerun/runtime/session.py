@@ -54,7 +54,8 @@ class Session:
         self.capabilities = capabilities
         """What the backend allows (concurrent calls, phase timing), from its registry entry."""
         self._backend: Backend | None = backend
-        self._backend_run = backend.run
+        self.run_validated = backend.run
+        """Run feeds that `validate` already accepted (the batcher checks each request at submit)."""
         self._run_single = backend.run_single
         self._reopen = reopen
         self.label = card.name if card else model.path.name
@@ -105,14 +106,14 @@ class Session:
                 and feeds.flags.c_contiguous
             ):
                 return self._run_single(feeds)
-        return self._backend_run(self.validate(feeds))
+        return self.run_validated(self.validate(feeds))
 
     __call__ = run
 
     def close(self) -> None:
         """Release the backend; further calls raise `SessionClosedError`. Idempotent."""
         backend, self._backend = self._backend, None
-        self._backend_run = self._closed_run
+        self.run_validated = self._closed_run
         self.validate.forget()
         if backend is not None:
             backend.close()

@@ -7,17 +7,16 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 from click.testing import CliRunner
 
 from edgerun.bench.crossreport import cells, cross_report, label_runs, to_markdown
-from edgerun.bench.plots import PNG_SIZE_PX
 from edgerun.bench.schema import SCHEMA, load_result_file
 from edgerun.cli.report import report_cmd
 from edgerun.errors import ConfigError, InputError, ResultFileError
 
 from ..bench_results import make_run, sweep_document, three_runs, write
+from ..png import assert_png
 
 LABELS = ["pi4b-fp32", "orin-int8", "rtx4090-fp16"]
 
@@ -193,9 +192,7 @@ def test_report_command_writes_markdown_plot_and_json(files: list[Path], tmp_pat
     result = invoke(*files, "--markdown", md, "--plot", png, "--json", data)
     assert result.exit_code == 0, result.output
     assert md.read_text() == to_markdown(cross_report(three_runs(), LABELS))
-    image = cv2.imread(str(png))
-    assert image is not None
-    assert (image.shape[1], image.shape[0]) == PNG_SIZE_PX
+    assert_png(png)
     document = json.loads(data.read_text())
     assert (document["schema"], document["kind"], document["baseline"]) == (SCHEMA, "report", 0)
     assert [row["throughput_speedup"] for row in document["rows"]] == pytest.approx([1.0, 15.0, 50.0])

@@ -6,26 +6,17 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from edgerun.bench.plots import PNG_SIZE_PX, plot_report, plot_run, plot_sweep
+from edgerun.bench.plots import plot_report, plot_run, plot_sweep
 from edgerun.errors import InputError, MissingExtraError
 
 from ..bench_results import make_run, three_runs
+from ..png import assert_png
 
 needs_matplotlib = pytest.mark.skipif(
     find_spec("matplotlib") is None, reason="matplotlib is not installed (pip install 'edgerun[plot]')"
 )
-
-
-def assert_png(path: Path) -> None:
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    image = cv2.imread(str(path))
-    assert image is not None
-    assert (image.shape[1], image.shape[0]) == PNG_SIZE_PX
-    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # something was drawn
 
 
 @needs_matplotlib

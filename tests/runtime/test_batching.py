@@ -1,4 +1,4 @@
-"""DynamicBatcher: every rule of edgerun/batching.py, on real sessions whose backend call a test can gate.
+"""DynamicBatcher: every rule of edgerun/runtime/batching/, on real sessions whose backend call a test can gate.
 
 Timing is controlled with `Gate` (tests/batching_helpers.py): the real ONNX Runtime call behind a
 wrapper that records each batch and holds it until the test releases it. So "the worker is busy"
@@ -30,7 +30,6 @@ from edgerun import (
     BackendError,
     BatcherClosedError,
     ConfigError,
-    EdgerunError,
     InputError,
     QueueFullError,
     RequestTimeoutError,
@@ -48,6 +47,7 @@ from ..batching_helpers import (
     contains_row,
     row_model,
     scalar_output_model,
+    symbolic_transposed_output_model,
     tagged_rows,
     transposed_output_model,
     wait_until,
@@ -1088,42 +1088,51 @@ def test_a_batcher_needs_an_open_edgerun_session(row_path: Path) -> None:
 # --- regressions: each of these was a bug found in review ------------------------------------------
 
 
-def test_an_output_without_a_batch_axis_fails_the_request_not_the_worker(model_dir: Path) -> None:
+def test_an_output_without_a_batch_axis_is_refused_up_front(model_dir: Path) -> None:
     path = onnx_factory.save(scalar_output_model(), model_dir / "scalar_out.onnx")
-    with edgerun.load(path) as session:
-        try:
-            batcher = DynamicBatcher(session, max_batch_size=4)
-        except ConfigError:
-            return  # refusing such a model up front is a fix too
-        with batcher:
-            future = batcher.submit(np.ones((1, 4), np.float32))
-            with pytest.raises(BackendError):
-                future.result(timeout=2)
-            later = batcher.submit(np.ones((1, 4), np.float32))  # and the batcher still answers
-            with pytest.raises(BackendError):
-                later.result(timeout=2)
+    with edgerun.load(path) as session, pytest.raises(ConfigError) as refused:
+        DynamicBatcher(session, max_batch_size=4)
+    assert "dynamic batch axis (axis 0) on every output (y float32 [])" in str(refused.value)
 
 
 def test_an_output_whose_first_axis_is_not_the_batch_is_never_split_into_wrong_rows(model_dir: Path) -> None:
     path = onnx_factory.save(transposed_output_model(), model_dir / "transposed.onnx")
-    inputs = [np.full((1, 4), i + 1, np.float32) for i in range(2)]
-    with edgerun.load(path) as session, edgerun.load(path) as ref:
-        try:
-            batcher = DynamicBatcher(session, max_batch_size=4)
-        except ConfigError:
-            return
-        with batcher, Gate(session, held=True) as gate:
-            blocker = batcher.submit(np.zeros((1, 4), np.float32))
+    with edgerun.load(path) as session:
+        before = set(threading.enumerate())
+        with pytest.raises(ConfigError) as refused:
+            DynamicBatcher(session, max_batch_size=4)
+    message = str(refused.value)
+    assert "dynamic batch axis (axis 0) on every output" in message
+    assert "y float32 [4, batch]" in message  # the output, as declared
+    assert batcher_threads(before) == []
+
+
+def test_a_backend_output_without_the_batch_rows_fails_the_batch_not_the_rows(row_path: Path) -> None:
+    def drop_a_row(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: array[1:] for name, array in outputs.items()}
+
+    with edgerun.load(row_path) as session, DynamicBatcher(session, max_batch_size=8) as batcher:
+        with Gate(session, held=True, outputs=drop_a_row) as gate:
+            blocker = batcher.submit(tagged_rows(1, 1, 3))
             gate.wait_calls(1)
-            futures = [batcher.submit(x) for x in inputs]
+            futures = [batcher.submit(tagged_rows(10 * i, 2, 3)) for i in range(1, 3)]
             gate.open()
-            blocker.result(timeout=WAIT_S)
-            for future, x in zip(futures, inputs, strict=True):
-                try:
-                    got = future.result(timeout=WAIT_S)["y"]
-                except EdgerunError:
-                    continue  # failing the request is acceptable; wrong data is not
-                np.testing.assert_array_equal(got, ref.run(x)["y"])
+            for future in (blocker, *futures):
+                with pytest.raises(BackendError, match=r"output 'y' has no batch axis of \d+ rows"):
+                    future.result(timeout=WAIT_S)
+        assert gate.batch_rows() == [1, 4]
+
+
+def test_an_output_whose_symbolic_first_axis_is_not_the_batch_is_refused(model_dir: Path) -> None:
+    """y [rows, batch] (y = x^T): split by position, two 2-row requests in a 4-row batch would swap values."""
+    path = onnx_factory.save(symbolic_transposed_output_model(), model_dir / "symbolic_transposed.onnx")
+    with edgerun.load(path) as session:
+        before = threading.active_count()
+        with pytest.raises(ConfigError, match=r"output 'y' .*batch axis 'batch' at axis 1, not axis 0"):
+            DynamicBatcher(session, max_batch_size=4)
+        assert threading.active_count() == before
+        x = np.arange(8, dtype=np.float32).reshape(2, 4)
+        np.testing.assert_array_equal(session.run(x)["y"], x.T)  # the session itself is untouched
 
 
 def test_a_done_callback_can_use_the_batcher(digits: Session) -> None:

@@ -40,11 +40,11 @@ def solo(row_path: Path) -> Iterator[Session]:
 
 
 class Recorder:
-    """Wraps ``session._backend_run`` and keeps a copy of every batch it runs, to count each row's runs."""
+    """Wraps ``session.run_validated`` and keeps a copy of every batch it runs, to count each row's runs."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.real = session._backend_run
+        self.real = session.run_validated
         self.batches: list[np.ndarray] = []
         self._lock = threading.Lock()
 
@@ -55,11 +55,11 @@ class Recorder:
         return self.real(feeds)
 
     def __enter__(self) -> Recorder:
-        self.session._backend_run = self
+        self.session.run_validated = self
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.session._backend_run = self.real
+        self.session.run_validated = self.real
 
 
 def soak(row_path: Path, solo: Session, requests: int, threads: int, seed: int) -> dict[str, int]:

@@ -12,7 +12,7 @@ import pytest
 
 import edgerun
 from edgerun import models
-from edgerun.bench.runner import batched_shapes
+from edgerun.bench.scenarios import batched_shapes
 from edgerun.data.synthetic import random_feeds
 from edgerun.runtime.modelfile import ModelFile
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import edgerun
-from edgerun.bench.runner import batched_shapes
+from edgerun.bench.scenarios import batched_shapes
 from edgerun.data.synthetic import random_feeds
 
 

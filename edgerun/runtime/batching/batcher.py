@@ -20,66 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import inspect
 import itertools
-import logging
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from edgerun.errors import (
-    BackendError,
-    BatcherClosedError,
-    ConfigError,
-    InputError,
-    QueueFullError,
-    RequestTimeoutError,
-)
+from edgerun.errors import BackendError, BatcherClosedError, InputError, QueueFullError, RequestTimeoutError
+from edgerun.runtime.batching.options import check_args
+from edgerun.runtime.batching.requests import Outcome, Request, count_rows, resolve_all, split_rows, stack_rows
+from edgerun.runtime.batching.stats import Stats
 from edgerun.runtime.session import Session
-from edgerun.stats import nearest_ranks
-
-_log = logging.getLogger("edgerun")
-_SAMPLES_KEPT = 20_000
-"""Queue-wait and execution times kept for stats() percentiles (the most recent ones)."""
-
-
-@dataclass(eq=False)  # identity: requests hold arrays, and `in`/remove must not compare them
-class _Request:
-    feeds: dict[str, np.ndarray]
-    rows: int
-    group: tuple[Any, ...]
-    future: Future[dict[str, np.ndarray]]
-    enqueued: float
-    deadline: float | None
-    sequence: int
-    behind_busy: bool
-    """It arrived while every worker was busy: it may wait (up to the queue delay) for company."""
-    hold_until: float
-    """It arrived just after a batch of several requests: it may wait until then for that batch's
-    callers to come back (0.0: it did not)."""
-    state: str = "queued"
-    """queued -> taken | expired | cancelled."""
-
-
-@dataclass
-class _Stats:
-    requests: int = 0
-    batches: int = 0
-    rejected: int = 0
-    timed_out: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    inline: int = 0
-    batch_sizes: Counter[int] = field(default_factory=Counter)
-    queue_wait_s: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))
-    execute_s: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))
 
 
 class DynamicBatcher:
@@ -107,8 +63,8 @@ class DynamicBatcher:
         session_per_instance: bool | None = None,
         session_factory: Callable[[], Session] | None = None,
     ) -> None:
-        _check_args(session, max_batch_size, max_queue_delay_ms, preferred_batch_sizes, max_queue_size,
-                    default_timeout_ms, instances, preserve_order, pad_to_preferred, session_per_instance)  # fmt: skip
+        check_args(session, max_batch_size, max_queue_delay_ms, preferred_batch_sizes, max_queue_size,
+                   default_timeout_ms, instances, preserve_order, pad_to_preferred, session_per_instance)  # fmt: skip
         self.session = session
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1e3
@@ -129,13 +85,13 @@ class DynamicBatcher:
         """Workers (and close) wait here for queued work or a returned session."""
         self._deadline_wake = threading.Condition(self._lock)
         """The timeout reaper waits here for an earlier deadline or close."""
-        self._groups: OrderedDict[tuple[Any, ...], deque[_Request]] = OrderedDict()
+        self._groups: OrderedDict[tuple[Any, ...], deque[Request]] = OrderedDict()
         self._queued = 0
         self._closing = False
         self._drain = True
-        self._stats = _Stats()
+        self._stats = Stats()
         self._sequence = itertools.count()
-        self._deadlines: list[tuple[float, int, _Request]] = []
+        self._deadlines: list[tuple[float, int, Request]] = []
         self._release_next = 0
         self._last_batch_end = 0.0
         self._busy_until = 0.0
@@ -143,7 +99,7 @@ class DynamicBatcher:
         batch of several requests, that batch's callers are about to come back."""
         self._expected_back = 0
         """Callers of that batch not yet back; when the last one is, the wait ends at once."""
-        self._finished: dict[int, _Outcome] = {}
+        self._finished: dict[int, Outcome] = {}
         self._workers = [
             threading.Thread(target=self._work, name=f"edgerun-batcher-{i}", daemon=True) for i in range(instances)
         ]
@@ -175,28 +131,12 @@ class DynamicBatcher:
     def stats(self) -> dict[str, Any]:
         """Counters, batch-size histogram and queue-wait / execution percentiles (ms)."""
         with self._lock:
-            s = self._stats
-            waits = list(s.queue_wait_s)
-            runs = list(s.execute_s)
-            return {
-                "requests": s.requests,
-                "batches": s.batches,
-                "rejected": s.rejected,
-                "timed_out": s.timed_out,
-                "failed": s.failed,
-                "cancelled": s.cancelled,
-                "inline": s.inline,
-                "queued": self._queued,
-                "batch_size_histogram": dict(sorted(s.batch_sizes.items())),
-                "mean_batch_size": (sum(k * v for k, v in s.batch_sizes.items()) / s.batches) if s.batches else 0.0,
-                "queue_wait_ms": _percentiles(waits),
-                "execute_ms": _percentiles(runs),
-            }
+            return self._stats.summary(self._queued)
 
     def close(self, drain: bool = True) -> None:
         """Stop: finish queued work (``drain``) or cancel it; waits for every thread and inline call."""
-        cancelled: list[_Request] = []
-        outcomes: list[_Outcome] = []
+        cancelled: list[Request] = []
+        outcomes: list[Outcome] = []
         with self._lock:
             if not self._closing:
                 self._closing = True
@@ -213,7 +153,7 @@ class DynamicBatcher:
         for request in cancelled:
             if request.future.cancel():
                 request.future.set_running_or_notify_cancel()  # what wakes concurrent.futures.wait()
-        _resolve_all(outcomes)
+        resolve_all(outcomes)
         current = threading.current_thread()
         for thread in (*self._workers, self._reaper):
             if thread is not current:
@@ -239,9 +179,9 @@ class DynamicBatcher:
 
     # --- admission ----------------------------------------------------------------------------
 
-    def _admit(self, feeds: Any, timeout_ms: float | None, inline: bool = False) -> _Request:
+    def _admit(self, feeds: Any, timeout_ms: float | None, inline: bool = False) -> Request:
         checked = dict(self.session.validate(feeds))  # our own dict: the caller may reuse theirs
-        rows = _rows(checked, self.session.label)
+        rows = count_rows(checked, self.session.label)
         if rows > self.max_batch_size:
             raise InputError(
                 f"{self.session.label}: request of {rows} rows exceeds max_batch_size {self.max_batch_size}",
@@ -260,7 +200,7 @@ class DynamicBatcher:
                     f"{self.session.label}: queue full ({self._queued} requests waiting, max_queue_size "
                     f"{self.max_queue_size}); retry later or raise the limit"
                 )
-            request = _Request(
+            request = Request(
                 feeds=checked,
                 rows=rows,
                 group=group,
@@ -310,13 +250,13 @@ class DynamicBatcher:
             return 0.0
         return self._busy_until
 
-    def _cancel_locked(self, request: _Request) -> list[_Outcome]:
+    def _cancel_locked(self, request: Request) -> list[Outcome]:
         """Mark a request that will never run as cancelled; its outcomes to resolve outside the lock."""
         request.state = "cancelled"
         self._stats.cancelled += 1
-        return self._release_locked(_Outcome(request, None, None))
+        return self._release_locked(Outcome(request, None, None))
 
-    def _on_done(self, request: _Request) -> None:
+    def _on_done(self, request: Request) -> None:
         """A caller cancelled a queued request: withdraw it at once (it frees its place)."""
         if not request.future.cancelled():
             return
@@ -326,21 +266,21 @@ class DynamicBatcher:
             self._unqueue_locked(request)
             outcomes = self._cancel_locked(request)
         request.future.set_running_or_notify_cancel()  # tells concurrent.futures.wait() it is done
-        _resolve_all(outcomes)
+        resolve_all(outcomes)
 
     # --- workers --------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            withdrawn: list[_Outcome] = []
+            withdrawn: list[Outcome] = []
             with self._lock:
                 batch, session = self._next_batch_locked(withdrawn)
-            _resolve_all(withdrawn)
+            resolve_all(withdrawn)
             if session is None:
                 return
             self._execute(session, batch)
 
-    def _next_batch_locked(self, withdrawn: list[_Outcome]) -> tuple[list[_Request], Session | None]:
+    def _next_batch_locked(self, withdrawn: list[Outcome]) -> tuple[list[Request], Session | None]:
         """Wait for queued work and a free session, then take one batch (no session: shut down).
 
         Requests whose callers cancelled them as they were taken go to ``withdrawn``.
@@ -357,15 +297,15 @@ class DynamicBatcher:
                 return [], None
             self._wake.wait()
 
-    def _choose_locked(self) -> tuple[tuple[Any, ...], deque[_Request]] | None:
+    def _choose_locked(self) -> tuple[tuple[Any, ...], deque[Request]] | None:
         """A group ready to run: a full one first, else the oldest whose own wait is over.
 
         Each group is judged on its own, so one group waiting for company never holds up another
         that is ready. Returns None after waiting (until the earliest wait ends or news arrives).
         """
         now = time.perf_counter()
-        full: list[tuple[tuple[Any, ...], deque[_Request]]] = []
-        ready: list[tuple[tuple[Any, ...], deque[_Request]]] = []
+        full: list[tuple[tuple[Any, ...], deque[Request]]] = []
+        ready: list[tuple[tuple[Any, ...], deque[Request]]] = []
         earliest = float("inf")
         for key, group in self._groups.items():
             rows = sum(r.rows for r in group)
@@ -382,7 +322,7 @@ class DynamicBatcher:
         self._wake.wait(timeout=earliest - now)
         return None
 
-    def _ready_at_locked(self, oldest: _Request) -> float:
+    def _ready_at_locked(self, oldest: Request) -> float:
         """When a group whose oldest request is ``oldest`` stops waiting for company."""
         if self._closing:
             return 0.0
@@ -402,13 +342,13 @@ class DynamicBatcher:
                 return size
         return self.max_batch_size
 
-    def _take_locked(self, key: tuple[Any, ...], group: deque[_Request], withdrawn: list[_Outcome]) -> list[_Request]:
+    def _take_locked(self, key: tuple[Any, ...], group: deque[Request], withdrawn: list[Outcome]) -> list[Request]:
         """Up to ``max_batch_size`` rows from the head of ``group``, marked running.
 
         A request its caller cancels while it is being taken (its ``_on_done`` is waiting for the
         lock) is skipped here and counted as cancelled: it never runs.
         """
-        batch: list[_Request] = []
+        batch: list[Request] = []
         rows = 0
         now = time.perf_counter()
         while group and rows + group[0].rows <= self.max_batch_size:
@@ -425,18 +365,18 @@ class DynamicBatcher:
             del self._groups[key]
         return batch
 
-    def _execute(self, session: Session, batch: list[_Request]) -> None:
+    def _execute(self, session: Session, batch: list[Request]) -> None:
         """Run one batch on ``session`` and hand every request its rows (or the batch's error)."""
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
         try:
             rows = [r.rows for r in batch]
             total = sum(rows)
             padded = self._padded_size(total)
             started = time.perf_counter()
             try:
-                feeds = {name: _stack([r.feeds[name] for r in batch], padded - total) for name in batch[0].feeds}
-                outputs = session._backend_run(feeds)  # validated at submit: skip the session's check
-                results = _split(outputs, rows, padded, self.session.label)
+                feeds = {name: stack_rows([r.feeds[name] for r in batch], padded - total) for name in batch[0].feeds}
+                outputs = session.run_validated(feeds)  # validated at submit: skip the session's check
+                results = split_rows(outputs, rows, padded, self.session.label)
             except BaseException as exc:
                 failure = BackendError(
                     f"{self.session.label}: the batch of {total} rows this request was in failed: {exc}"
@@ -445,7 +385,7 @@ class DynamicBatcher:
                 with self._lock:
                     self._stats.failed += len(batch)
                     for request in batch:
-                        outcomes += self._release_locked(_Outcome(request, None, failure))
+                        outcomes += self._release_locked(Outcome(request, None, failure))
                 if not isinstance(exc, Exception):
                     raise
                 return
@@ -455,7 +395,7 @@ class DynamicBatcher:
                 self._stats.batch_sizes[total] += 1
                 self._stats.execute_s.append(elapsed)
                 for request, result in zip(batch, results, strict=True):
-                    outcomes += self._release_locked(_Outcome(request, result, None))
+                    outcomes += self._release_locked(Outcome(request, result, None))
         finally:
             with self._lock:
                 self._last_batch_end = time.perf_counter()
@@ -465,7 +405,7 @@ class DynamicBatcher:
                 self._free.append(session)
                 if self._queued or self._closing:  # an idle batcher has nobody to wake
                     self._wake.notify_all()
-            _resolve_all(outcomes)  # outside the lock: futures' callbacks may call the batcher
+            resolve_all(outcomes)  # outside the lock: futures' callbacks may call the batcher
 
     def _padded_size(self, rows: int) -> int:
         if not self.pad_to_preferred:
@@ -474,7 +414,7 @@ class DynamicBatcher:
 
     # --- completion -------------------------------------------------------------------------
 
-    def _release_locked(self, outcome: _Outcome) -> list[_Outcome]:
+    def _release_locked(self, outcome: Outcome) -> list[Outcome]:
         """Outcomes that may be resolved now; with ``preserve_order``, only once every earlier one is."""
         if not self.preserve_order:
             return [outcome]
@@ -485,7 +425,7 @@ class DynamicBatcher:
             self._release_next += 1
         return ready
 
-    def _unqueue_locked(self, request: _Request) -> None:
+    def _unqueue_locked(self, request: Request) -> None:
         group = self._groups.get(request.group)
         if group is not None and request in group:
             group.remove(request)
@@ -496,7 +436,7 @@ class DynamicBatcher:
     def _reap(self) -> None:
         """Fail queued requests the moment their timeout passes: none is ever run late."""
         while True:
-            outcomes: list[_Outcome] = []
+            outcomes: list[Outcome] = []
             with self._lock:
                 if self._closing and not self._queued:
                     return
@@ -513,169 +453,10 @@ class DynamicBatcher:
                         f"{self.session.label}: request waited {waited:.1f} ms in the queue, past its timeout; "
                         "it was not run"
                     )
-                    outcomes += self._release_locked(_Outcome(request, None, error))
+                    outcomes += self._release_locked(Outcome(request, None, error))
                 if not outcomes:
                     timeout = self._deadlines[0][0] - now if self._deadlines else None
                     if self._closing:
                         timeout = 0.05 if timeout is None else min(timeout, 0.05)
                     self._deadline_wake.wait(timeout=timeout)
-            _resolve_all(outcomes)
-
-
-@dataclass
-class _Outcome:
-    request: _Request
-    result: dict[str, np.ndarray] | None
-    error: BaseException | None
-
-
-def _resolve_all(outcomes: list[_Outcome]) -> None:
-    for outcome in outcomes:
-        future = outcome.request.future
-        if future.done():  # cancelled (by the caller, or close(drain=False))
-            continue
-        if not future.running() and not future.set_running_or_notify_cancel():
-            continue
-        if outcome.error is not None:
-            future.set_exception(outcome.error)
-        elif outcome.result is not None:
-            future.set_result(outcome.result)
-
-
-def _rows(feeds: Mapping[str, np.ndarray], label: str) -> int:
-    counts = {array.shape[0] if array.ndim else 0 for array in feeds.values()}
-    if len(counts) != 1 or 0 in counts:
-        raise InputError(f"{label}: every input of a batched request needs the same batch size >= 1, got {counts}")
-    return counts.pop()
-
-
-def _stack(parts: list[np.ndarray], padding: int) -> np.ndarray:
-    if padding:
-        parts = [*parts, np.zeros((padding, *parts[0].shape[1:]), dtype=parts[0].dtype)]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _split(outputs: Mapping[str, np.ndarray], rows: list[int], total: int, label: str) -> list[dict[str, np.ndarray]]:
-    """Each request's rows of every output, as arrays it owns (copies, not views of the batch)."""
-    for name, array in outputs.items():
-        if array.ndim == 0 or array.shape[0] != total:
-            raise BackendError(f"{label}: output '{name}' has no batch axis of {total} rows (shape {array.shape})")
-    if len(rows) == 1 and rows[0] == total:
-        return [dict(outputs)]  # the backend's arrays are new on every call: this request owns them
-    results: list[dict[str, np.ndarray]] = []
-    start = 0
-    for count in rows:
-        results.append({name: array[start : start + count].copy() for name, array in outputs.items()})
-        start += count
-    return results
-
-
-def _percentiles(seconds: list[float]) -> dict[str, float]:
-    if not seconds:
-        return {"p50": 0.0, "p99": 0.0}
-    p50, p99 = nearest_ranks([s * 1e3 for s in seconds], (50, 99))
-    return {"p50": p50, "p99": p99}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_args(
-    session: Session,
-    max_batch_size: Any,
-    max_queue_delay_ms: Any,
-    preferred_batch_sizes: Any,
-    max_queue_size: Any,
-    default_timeout_ms: Any,
-    instances: Any,
-    preserve_order: Any,
-    pad_to_preferred: Any,
-    session_per_instance: Any,
-) -> None:
-    """Every option checked for type and range: a wrong one is a ConfigError, not a TypeError later."""
-    if not isinstance(session, Session):
-        raise ConfigError(f"DynamicBatcher needs an edgerun Session, got {type(session).__name__}")
-    if session.closed:
-        raise BatcherClosedError(f"session for {session.label} is closed")
-    for kind, specs in (("input", session.inputs), ("output", session.outputs)):
-        if not all(s.has_dynamic_batch for s in specs):
-            raise ConfigError(
-                f"{session.label}: batching needs a dynamic batch axis (axis 0) on every {kind} "
-                f"({', '.join(s.describe() for s in specs)})"
-            )
-    for name, value in (("max_batch_size", max_batch_size), ("instances", instances)):
-        if not _is_int(value) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    if not _is_int(max_queue_size) or max_queue_size < 0:
-        raise ConfigError(f"max_queue_size must be an integer >= 0 (0: unbounded), got {max_queue_size!r}")
-    for name, value in (("max_queue_delay_ms", max_queue_delay_ms), ("default_timeout_ms", default_timeout_ms)):
-        if not _is_number(value) or value < 0:
-            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-    sizes = list(preferred_batch_sizes) if isinstance(preferred_batch_sizes, (list, tuple)) else None
-    if sizes is None or not all(_is_int(s) and 1 <= s <= max_batch_size for s in sizes):
-        raise ConfigError(
-            f"preferred_batch_sizes must be integers in 1..{max_batch_size}, got {preferred_batch_sizes!r}"
-        )
-    for name, value in (("preserve_order", preserve_order), ("pad_to_preferred", pad_to_preferred)):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be True or False, got {value!r}")
-    if session_per_instance is not None and not isinstance(session_per_instance, bool):
-        raise ConfigError(f"session_per_instance must be True, False or None, got {session_per_instance!r}")
-    if pad_to_preferred and not sizes:
-        raise ConfigError("pad_to_preferred needs preferred_batch_sizes")
-
-
-class BatchedSession(Session):
-    """A session whose ``run`` goes through a `DynamicBatcher`: what ``load(..., batching=...)`` returns.
-
-    Same API as `Session`; ``submit`` and ``run_async`` add the batcher's asynchronous forms.
-    """
-
-    def __init__(self, session: Session, batcher: DynamicBatcher) -> None:
-        super().__init__(
-            session.model,
-            session.plan,
-            session.opened_backend,
-            session.card,
-            capabilities=session.capabilities,
-            reopen=session.reopen,
-        )
-        self.inner = session
-        self.batcher = batcher
-        self._batched_run = batcher.infer
-
-    def run(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return self._batched_run(feeds)
-
-    __call__ = run
-
-    def submit(self, feeds: np.ndarray | Mapping[str, Any]) -> Future[dict[str, np.ndarray]]:
-        return self.batcher.submit(feeds)
-
-    async def run_async(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return await self.batcher.infer_async(feeds)
-
-    def close(self) -> None:
-        self.batcher.close()
-        self.inner.close()
-        self._backend = None
-
-
-def batching_options(batching: Any) -> dict[str, Any]:
-    """``load(batching=...)``: True (defaults), a max batch size, or a dict of batcher options."""
-    if batching is True:
-        return {"max_batch_size": 8}
-    if _is_int(batching):
-        return {"max_batch_size": batching}
-    if isinstance(batching, Mapping):
-        known = set(inspect.signature(DynamicBatcher.__init__).parameters) - {"self", "session", "session_factory"}
-        unknown = sorted(set(map(str, batching)) - known)
-        if unknown:
-            raise ConfigError(f"unknown batching option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return {"max_batch_size": 8, **batching}
-    raise ConfigError(f"batching must be True, a max batch size or a dict of DynamicBatcher options, got {batching!r}")
+            resolve_all(outcomes)

@@ -1,0 +1,88 @@
+"""The batcher's option checks: each `DynamicBatcher` argument checked for type and range up front.
+
+Every option is checked for type and range up front, so a wrong one is a `ConfigError` naming it,
+not a TypeError (or a silent misbehaviour) later on a worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgerun.errors import BatcherClosedError, ConfigError
+from edgerun.runtime.session import Session
+
+
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (True is not a batch size)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_args(
+    session: Session,
+    max_batch_size: Any,
+    max_queue_delay_ms: Any,
+    preferred_batch_sizes: Any,
+    max_queue_size: Any,
+    default_timeout_ms: Any,
+    instances: Any,
+    preserve_order: Any,
+    pad_to_preferred: Any,
+    session_per_instance: Any,
+) -> None:
+    """Every option checked for type and range: a wrong one is a ConfigError, not a TypeError later."""
+    if not isinstance(session, Session):
+        raise ConfigError(f"DynamicBatcher needs an edgerun Session, got {type(session).__name__}")
+    if session.closed:
+        raise BatcherClosedError(f"session for {session.label} is closed")
+    for kind, specs in (("input", session.inputs), ("output", session.outputs)):
+        if not all(s.has_dynamic_batch for s in specs):
+            raise ConfigError(
+                f"{session.label}: batching needs a dynamic batch axis (axis 0) on every {kind} "
+                f"({', '.join(s.describe() for s in specs)})"
+            )
+    check_batch_axes(session)
+    for name, value in (("max_batch_size", max_batch_size), ("instances", instances)):
+        if not is_int(value) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if not is_int(max_queue_size) or max_queue_size < 0:
+        raise ConfigError(f"max_queue_size must be an integer >= 0 (0: unbounded), got {max_queue_size!r}")
+    for name, value in (("max_queue_delay_ms", max_queue_delay_ms), ("default_timeout_ms", default_timeout_ms)):
+        if not is_number(value) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    sizes = list(preferred_batch_sizes) if isinstance(preferred_batch_sizes, (list, tuple)) else None
+    if sizes is None or not all(is_int(s) and 1 <= s <= max_batch_size for s in sizes):
+        raise ConfigError(
+            f"preferred_batch_sizes must be integers in 1..{max_batch_size}, got {preferred_batch_sizes!r}"
+        )
+    for name, value in (("preserve_order", preserve_order), ("pad_to_preferred", pad_to_preferred)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False, got {value!r}")
+    if session_per_instance is not None and not isinstance(session_per_instance, bool):
+        raise ConfigError(f"session_per_instance must be True, False or None, got {session_per_instance!r}")
+    if pad_to_preferred and not sizes:
+        raise ConfigError("pad_to_preferred needs preferred_batch_sizes")
+
+
+def check_batch_axes(session: Session) -> None:
+    """Refuse an output whose axis 0 is not the inputs' batch axis, when the model's names say so.
+
+    An output declared ``[rows, batch]`` looks batchable (a symbolic axis 0) but carries the batch
+    on axis 1: split by position, each request would get other requests' values whenever the
+    batch's rows happen to equal ``rows``. The symbols shared with the inputs are the evidence.
+    """
+    batch_names = {s.shape[0] for s in session.inputs if s.shape and s.shape[0] != "?"}
+    for spec in session.outputs:
+        first, rest = spec.shape[0], spec.shape[1:]
+        moved = sorted(str(n) for n in batch_names if n in rest)
+        if first not in batch_names and first != "?" and moved:
+            axis = list(spec.shape).index(moved[0])
+            raise ConfigError(
+                f"{session.label}: output {spec.name!r} {spec.describe()} carries the inputs' batch axis "
+                f"{moved[0]!r} at axis {axis}, not axis 0; the batcher splits outputs along axis 0 and would hand "
+                "requests each other's values: batch this model by hand or re-export it with the batch first"
+            )

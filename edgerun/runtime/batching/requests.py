@@ -1,0 +1,92 @@
+"""A batched request, its outcome, and the row arithmetic between requests and batches.
+
+A request's feeds are stacked with the others of its batch (`stack_rows`), the batch runs once,
+and each request gets back exactly its own rows of every output (`split_rows`). Outcomes are
+resolved outside the batcher's lock (`resolve_all`), so futures' callbacks may use the batcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgerun.errors import BackendError, InputError
+
+
+@dataclass(eq=False)  # identity: requests hold arrays, and `in`/remove must not compare them
+class Request:
+    """One caller's feeds, queued until a worker takes them into a batch."""
+
+    feeds: dict[str, np.ndarray]
+    rows: int
+    group: tuple[Any, ...]
+    future: Future[dict[str, np.ndarray]]
+    enqueued: float
+    deadline: float | None
+    sequence: int
+    behind_busy: bool
+    """It arrived while every worker was busy: it may wait (up to the queue delay) for company."""
+    hold_until: float
+    """It arrived just after a batch of several requests: it may wait until then for that batch's
+    callers to come back (0.0: it did not)."""
+    state: str = "queued"
+    """queued -> taken | expired | cancelled."""
+
+
+@dataclass
+class Outcome:
+    """What a request's future resolves to: its rows, or the error that failed it (neither: cancelled)."""
+
+    request: Request
+    result: dict[str, np.ndarray] | None
+    error: BaseException | None
+
+
+def resolve_all(outcomes: list[Outcome]) -> None:
+    """Resolve each outcome's future, skipping those their callers already cancelled."""
+    for outcome in outcomes:
+        future = outcome.request.future
+        if future.done():  # cancelled (by the caller, or close(drain=False))
+            continue
+        if not future.running() and not future.set_running_or_notify_cancel():
+            continue
+        if outcome.error is not None:
+            future.set_exception(outcome.error)
+        elif outcome.result is not None:
+            future.set_result(outcome.result)
+
+
+def count_rows(feeds: Mapping[str, np.ndarray], label: str) -> int:
+    """The request's batch size: axis 0, the same on every input and at least 1."""
+    counts = {array.shape[0] if array.ndim else 0 for array in feeds.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise InputError(f"{label}: every input of a batched request needs the same batch size >= 1, got {counts}")
+    return counts.pop()
+
+
+def stack_rows(parts: list[np.ndarray], padding: int) -> np.ndarray:
+    """The requests' arrays of one input as one batch, plus ``padding`` zero rows."""
+    if padding:
+        parts = [*parts, np.zeros((padding, *parts[0].shape[1:]), dtype=parts[0].dtype)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def split_rows(
+    outputs: Mapping[str, np.ndarray], rows: list[int], total: int, label: str
+) -> list[dict[str, np.ndarray]]:
+    """Each request's rows of every output, as arrays it owns (copies, not views of the batch)."""
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != total:
+            raise BackendError(f"{label}: output '{name}' has no batch axis of {total} rows (shape {array.shape})")
+    if len(rows) == 1 and rows[0] == total:
+        return [dict(outputs)]  # the backend's arrays are new on every call: this request owns them
+    results: list[dict[str, np.ndarray]] = []
+    start = 0
+    for count in rows:
+        results.append({name: array[start : start + count].copy() for name, array in outputs.items()})
+        start += count
+    return results

@@ -1,0 +1,56 @@
+"""The batcher's counters and recent timings, and the summary `DynamicBatcher.stats` returns."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgerun.stats import nearest_ranks
+
+SAMPLES_KEPT = 20_000
+"""Queue-wait and execution times kept for stats() percentiles (the most recent ones)."""
+
+
+@dataclass
+class Stats:
+    """Counters and the most recent queue-wait / execution times (seconds), updated under the batcher's lock."""
+
+    requests: int = 0
+    batches: int = 0
+    rejected: int = 0
+    timed_out: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    inline: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    queue_wait_s: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
+    execute_s: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
+
+    def summary(self, queued: int) -> dict[str, Any]:
+        """Counters, batch-size histogram and queue-wait / execution percentiles (ms); ``queued``: waiting now."""
+        waits = list(self.queue_wait_s)
+        runs = list(self.execute_s)
+        sizes = self.batch_sizes
+        return {
+            "requests": self.requests,
+            "batches": self.batches,
+            "rejected": self.rejected,
+            "timed_out": self.timed_out,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "inline": self.inline,
+            "queued": queued,
+            "batch_size_histogram": dict(sorted(sizes.items())),
+            "mean_batch_size": (sum(k * v for k, v in sizes.items()) / self.batches) if self.batches else 0.0,
+            "queue_wait_ms": percentiles(waits),
+            "execute_ms": percentiles(runs),
+        }
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    """Nearest-rank p50 and p99 of ``seconds``, in milliseconds (zeros when there are none)."""
+    if not seconds:
+        return {"p50": 0.0, "p99": 0.0}
+    p50, p99 = nearest_ranks([s * 1e3 for s in seconds], (50, 99))
+    return {"p50": p50, "p99": p99}
