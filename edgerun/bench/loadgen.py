@@ -19,14 +19,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from edgerun.errors import ConfigError
 from edgerun.stats import nearest_rank
 
-SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
+Scenario = Literal["single-stream", "multi-stream", "server", "offline"]
+"""The four MLPerf LoadGen scenarios `edgerun bench` runs (see the module doc)."""
+SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
 LOADGEN_MIN_DURATION_S = 600.0
 """MLPerf Inference's minimum run for a valid result: far too long for a quick device check."""
 
@@ -47,10 +49,12 @@ class ScenarioRun:
     server: dict[str, Any] | None = None
 
 
-def check_scenario(name: str) -> str:
-    if name not in SCENARIOS:
-        raise ConfigError(f"unknown scenario '{name}'; choose one of {', '.join(SCENARIOS)}")
-    return name
+def check_scenario(name: str) -> Scenario:
+    """``name`` checked as a scenario (for strings from a command line or a file)."""
+    for scenario in SCENARIOS:
+        if name == scenario:
+            return scenario
+    raise ConfigError(f"unknown scenario '{name}'; choose one of {', '.join(SCENARIOS)}")
 
 
 def closed_loop(

@@ -1,16 +1,29 @@
-"""``edgerun bench``: scenarios, sweeps, live progress and report files, on the library's calls."""
+"""``edgerun bench``: parse the options, run the library's sweep (`edgerun.bench.sweep.run_sweep`)
+with a live progress bar, render the results and write the report files.
+
+Exit codes: 0, or 3 with ``--fail-on-miss`` when no configuration meets the deadline, or 130
+after Ctrl-C (once the partial report is printed and written), so CI never reads an
+interrupted run as a pass.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.markup import escape
 
-from edgerun.cli.common import CONTEXT, emit_json, err, out
+from edgerun.bench.config import BenchConfig
+from edgerun.bench.loadgen import SCENARIOS, check_scenario
+from edgerun.cli.common import CONTEXT, INTERRUPTED_EXIT, emit_json, err, out
+from edgerun.runtime.plan import PRECISIONS, as_precision
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from edgerun.bench.sweep import SweepPoint, SweepProgress
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -23,25 +36,31 @@ def _sweep_option(*names: str, metavar: str, text: str) -> Callable[[_F], _F]:
 @click.argument("model", required=False)
 @click.option(
     "--scenario",
-    type=click.Choice(["single-stream", "multi-stream", "server", "offline"]),
-    default="single-stream",
+    type=click.Choice(SCENARIOS),
+    default=BenchConfig.scenario,
     show_default=True,
     help="LoadGen scenario: one query at a time (p90), N samples per query (p99), Poisson arrivals "
     "through the batcher, or all samples at once (throughput).",
 )
 @_sweep_option("-b", "--batch", metavar="N[,N...]", text="Batch size (comma list to sweep); server: the max batch.")
 @_sweep_option("--threads", metavar="N[,N...]", text="Intra-op threads (comma list to sweep; default: the device's).")
-@_sweep_option("--precision", metavar="P[,P...]", text="auto, fp32, fp16, bf16 or int8 (comma list to sweep).")
+@_sweep_option("--precision", metavar="P[,P...]", text=f"{', '.join(PRECISIONS)} (comma list to sweep).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime or tensorrt.")
-@click.option("--samples-per-query", type=click.IntRange(min=1), default=8, show_default=True, help="multi-stream.")
+@click.option(
+    "--samples-per-query",
+    type=click.IntRange(min=1),
+    default=BenchConfig.samples_per_query,
+    show_default=True,
+    help="multi-stream.",
+)
 @click.option("--target-qps", type=float, default=None, help="server: Poisson arrival rate.")
 @click.option("--latency-bound-ms", type=float, default=None, help="server: the p99 bound (default: the deadline).")
 @click.option("--find-max-qps", is_flag=True, help="server: bisect for the highest rate that holds the bound.")
 @click.option("--max-queue-delay-ms", type=click.FloatRange(min=0), default=None, help="server: the batcher's delay.")
 @click.option(
     "-n", "--min-queries", "--iterations", "min_queries", type=click.IntRange(min=1), default=None,
-    help="Minimum timed queries (default 200; 1 with --duration).",
+    help=f"Minimum timed queries (default {BenchConfig.min_queries}; 1 with --duration).",
 )  # fmt: skip
 @click.option(
     "--duration",
@@ -49,7 +68,9 @@ def _sweep_option(*names: str, metavar: str, text: str) -> Callable[[_F], _F]:
     default=None,
     help="Minimum seconds (default 2 unless -n is given); server: the run's length (default 10; 3 per search step).",
 )
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed queries first.")
+@click.option(
+    "--warmup", type=click.IntRange(min=0), default=BenchConfig.warmup, show_default=True, help="Untimed queries first."
+)
 @click.option(
     "--deadline-ms",
     type=click.FloatRange(min=0, min_open=True),
@@ -57,7 +78,9 @@ def _sweep_option(*names: str, metavar: str, text: str) -> Callable[[_F], _F]:
     help="Real-time budget: p99 per query must be within it (offline: one sample per budget).",
 )
 @click.option("--shape", multiple=True, metavar="NAME=1x3x224x224", help="Shape of an input with free dimensions.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs and arrivals.")
+@click.option(
+    "--seed", type=int, default=BenchConfig.seed, show_default=True, help="Seed of random inputs and arrivals."
+)
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -104,27 +127,22 @@ def bench_cmd(
     """Benchmark MODEL (.onnx file or bundled name; default: the bundled default model).
 
     Reports latency min/mean/median/p90/p95/p99/max, throughput, the scenario's score, the
-    real-time verdict, system facts and warnings. Ctrl-C stops and still reports.
+    real-time verdict, system facts and warnings. Ctrl-C stops, still reports, and exits 130.
     """
     from edgerun import models
-    from edgerun.bench.runner import BenchConfig, BenchResult, _fixed_batch
-    from edgerun.bench.sweep import check_batches, parse_values, sweep_document, sweep_points
+    from edgerun.bench.sweep import parse_values, run_sweep, sweep_points
     from edgerun.cli.render import render_bench, render_sweep
     from edgerun.data.preprocess import PreprocessSpec
-    from edgerun.loading import load
-    from edgerun.runtime.device import current_device
-    from edgerun.runtime.plan import as_precision
     from edgerun.specs import parse_shape_override
 
-    batches = parse_values(batch, "batch", int, minimum=1)
-    thread_counts = parse_values(threads, "threads", int, minimum=1)
-    precisions = [p or "auto" for p in parse_values(precision, "precision", str)]
-    points = sweep_points(batches, thread_counts, precisions)
-    name = model or models.DEFAULT
+    precisions = [as_precision(p or "auto") for p in parse_values(precision, "precision", str)]
+    points = sweep_points(
+        parse_values(batch, "batch", int, minimum=1), parse_values(threads, "threads", int, minimum=1), precisions
+    )
     base = BenchConfig(
-        scenario=scenario,
+        scenario=check_scenario(scenario),
         samples_per_query=samples_per_query,
-        min_queries=min_queries if min_queries is not None else (1 if duration else 200),
+        min_queries=min_queries if min_queries is not None else (1 if duration else BenchConfig.min_queries),
         min_duration_s=duration if duration is not None else (0.0 if min_queries or scenario == "server" else 2.0),
         warmup=warmup,
         deadline_ms=deadline_ms,
@@ -138,89 +156,77 @@ def bench_cmd(
         preprocess=PreprocessSpec.from_json_file(preprocess) if preprocess else None,  # else the card's
         include_preprocess=include_preprocess,
     )
-    profile = current_device()
-    results: list[BenchResult] = []
-    checked = False
-    try:
-        for (point_precision, point_threads), group in _by_session(points):
-            options: dict[str, Any] = {} if point_threads is None else {"threads": point_threads}
-            with load(
-                name, device=device, backend=backend, precision=as_precision(point_precision), **options
-            ) as session:
-                if not checked:
-                    check_batches(batches, _fixed_batch(session), name)
-                    checked = True
-                for point in group:
-                    config = dataclasses.replace(base, batch=point.batch)
-                    result = _run_with_progress(session, profile, config, point.label(), quiet)
-                    results.append(result)
-                    if result.interrupted:
-                        raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        if not results:
-            raise
+    closed = base.scenario in ("single-stream", "multi-stream")
+    with _LiveProgress(base.min_queries if closed else None, quiet) as live:
+        sweep = run_sweep(
+            model or models.DEFAULT, base, points, device=device, backend=backend, progress=live.callback()
+        )
+    if sweep.interrupted:
         err.print("[yellow]interrupted: reporting what was measured[/yellow]")
-    ran = points[: len(results)]
-    if len(points) == 1:
-        document: dict[str, Any] = results[0].to_dict()
-        runs = [document]
-        if not quiet:
-            render_bench(out, results[0])
-    else:
-        document = sweep_document(results, ran)
-        runs = document["runs"]
-        if not quiet:
-            for result in results:
-                render_bench(out, result)
+    document = sweep.document()
+    runs = document["runs"] if document["kind"] == "sweep" else [document]
+    if not quiet:
+        for result in sweep.results:
+            render_bench(out, result)
+        if document["kind"] == "sweep":
             render_sweep(out, document)
     _write_outputs(document, runs, json_path, csv_path, md_path, plot_path, quiet)
-    passed = [run["meets_deadline"] for run in runs]
     if quiet:
-        verdict = "PASS" if any(passed) else "FAIL"
-        out.print(f"{runs[0]['model']} {runs[0]['scenario']}: {verdict} ({runs[0]['deadline_rule']})")
-    if fail_on_miss and not any(passed):
+        verdict = "PASS" if sweep.meets_deadline else "FAIL"
+        cut = "; interrupted" if sweep.interrupted else ""
+        out.print(f"{runs[0]['model']} {runs[0]['scenario']}: {verdict} ({runs[0]['deadline_rule']}){cut}")
+    if sweep.interrupted:
+        raise SystemExit(INTERRUPTED_EXIT)  # after the partial report: CI must not read it as a pass
+    if fail_on_miss and not sweep.meets_deadline:
         raise SystemExit(3)
 
 
-def _by_session(points: list[Any]) -> list[tuple[tuple[str, int | None], list[Any]]]:
-    """Sweep points grouped by (precision, threads): one loaded session per group."""
-    groups: dict[tuple[str, int | None], list[Any]] = {}
-    for point in points:
-        groups.setdefault((point.precision, point.threads), []).append(point)
-    return list(groups.items())
+class _LiveProgress:
+    """A live progress bar on stderr per sweep point: queries done, p50 and p99 of the latest queries."""
 
+    def __init__(self, total: int | None, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-def _run_with_progress(session: Any, profile: Any, config: Any, label: str, quiet: bool) -> Any:
-    """One bench run with a live progress bar (queries done, p50 and p99 of the latest queries)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        self._total = total
+        self._progress = Progress(
+            TextColumn("[bold]bench[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[live]}"),
+            console=err,
+            transient=True,
+            disable=quiet or not err.is_terminal,
+        )
+        self._point: SweepPoint | None = None
+        self._task: TaskID | None = None
 
-    from edgerun.bench.runner import benchmark
-    from edgerun.stats import nearest_ranks
+    def __enter__(self) -> _LiveProgress:
+        self._progress.__enter__()
+        return self
 
-    closed = config.scenario in ("single-stream", "multi-stream")
-    total = config.min_queries if closed else None
-    progress = Progress(
-        TextColumn("[bold]bench[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[live]}"),
-        console=err,
-        transient=True,
-        disable=quiet or not err.is_terminal,
-    )
-    with progress:
-        task = progress.add_task(escape(label), total=total, live="")
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
 
-        def update(done: int, latencies: list[float]) -> None:
-            recent = latencies[-2000:]
-            live = ""
-            if recent:
-                p50, p99 = nearest_ranks(recent, (50, 99))
-                live = f"p50 {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms"
-            progress.update(task, completed=done, total=max(total, done) if total else None, live=live)
+    def callback(self) -> SweepProgress | None:
+        """What `run_sweep` calls; None when nothing is shown (--quiet, or stderr is not a terminal)."""
+        return None if self._progress.disable else self._update
 
-        return benchmark(session, profile, config, progress=update)
+    def _update(self, point: SweepPoint, done: int, latencies: list[float]) -> None:
+        from edgerun.stats import nearest_ranks
+
+        if point != self._point or self._task is None:
+            if self._task is not None:
+                self._progress.remove_task(self._task)
+            self._task = self._progress.add_task(escape(point.label()), total=self._total, live="")
+            self._point = point
+        recent = latencies[-2000:]
+        live = ""
+        if recent:
+            p50, p99 = nearest_ranks(recent, (50, 99))
+            live = f"p50 {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms"
+        total = max(self._total, done) if self._total else None
+        self._progress.update(self._task, completed=done, total=total, live=live)
 
 
 def _write_outputs(

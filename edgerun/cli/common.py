@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
+from edgerun.errors import ConfigError
+
 out = Console()
 err = Console(stderr=True)
+
+INTERRUPTED_EXIT = 130
+"""The exit status after Ctrl-C: what shells report for a process ended by SIGINT (128 + 2)."""
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -53,3 +58,15 @@ def emit_json(data: Any, path: Path | None = None) -> None:
         sys.stdout.write(text + "\n")
     else:
         path.write_text(text + "\n")
+
+
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def as_choice(value: str, choices: tuple[_Choice, ...], what: str) -> _Choice:
+    """``value`` checked against one of the library's fixed sets (a ``Literal``'s tuple, as in
+    ``click.Choice(choices)``) and typed as that ``Literal``: the string click hands over, made safe to pass on."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")

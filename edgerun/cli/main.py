@@ -2,8 +2,8 @@
 
 Each command is the same library calls an app makes. Errors edgerun raises on purpose print
 one line and exit 1; usage errors exit 2; a bench that misses its deadline with
-``--fail-on-miss``, or a comparison that breaks its thresholds, exits 3. ``--debug`` shows
-tracebacks.
+``--fail-on-miss``, or a comparison that breaks its thresholds, exits 3; Ctrl-C exits 130 (a
+bench writes its partial report first). ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from edgerun import __version__
 from edgerun.cli.bench import bench_cmd
-from edgerun.cli.common import CONTEXT, backend_options, emit_json, err, options_for, out
+from edgerun.cli.common import CONTEXT, INTERRUPTED_EXIT, backend_options, emit_json, err, options_for, out
 from edgerun.cli.export import export_cmd
 from edgerun.cli.precision import compare_cmd, convert_cmd, quantize_cmd, tune_cmd
 from edgerun.cli.report import report_cmd
@@ -148,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         result = cli.main(args=args, prog_name="edgerun", standalone_mode=False)
     except SystemExit as exc:
         return int(exc.code or 0)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            err.print("interrupted")
+            return INTERRUPTED_EXIT
         err.print("aborted")
         return 1
     except click.ClickException as exc:
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")
-        return 130
+        return INTERRUPTED_EXIT
     except Exception as exc:
         if debug:
             raise

@@ -8,12 +8,15 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from edgerun.cli.common import emit_json, err, out, threads_option
+from edgerun.cli.common import as_choice, emit_json, err, out, threads_option
+from edgerun.compare.tune import DEFAULT_TARGET
+from edgerun.precision.quantize import METHODS, MODES, TARGETS, QuantizeOptions
 
 _DATA_HELP = (
     "Image folder (labels.csv with file,label rows is used if present), image, .npy, or .npz "
     "(one array per input name, or 'images'; optional 'labels')."
 )
+_WIDE_HELP = "Show every column (default: the key ones, to fit 80 columns)."
 
 
 def _model_and_spec(model: str, preprocess: Path | None) -> tuple[Any, Any, Any]:
@@ -83,19 +86,19 @@ def _load_data(
 @click.argument("model")
 @click.option("--calib", "calib", required=False, help="Calibration data. " + _DATA_HELP)
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the model.")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default=QuantizeOptions.method, show_default=True)
 @click.option("--per-channel", is_flag=True, help="Per-channel weight scales (usually more accurate).")
 @click.option("--exclude", multiple=True, metavar="NODE_OR_OP", help="Keep a node (or every node of a type) float.")
 @click.option("--keep-head-float", is_flag=True, help="Keep the last Conv/MatMul/Gemm before each output float.")
 @click.option(
     "--target",
-    type=click.Choice(["tensorrt", "cpu"]),
-    default="tensorrt",
+    type=click.Choice(TARGETS),
+    default=QuantizeOptions.target,
     show_default=True,
     help="tensorrt: signed activations, zero points 0 (TensorRT; portable). cpu: the layout ONNX Runtime's CPU "
     "kernels fuse (faster there).",
 )
-@click.option("--mode", type=click.Choice(["static", "dynamic"]), default="static", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default=QuantizeOptions.mode, show_default=True)
 @click.option("--force", is_flag=True, help="Allow dynamic INT8 on convolutional models (measured slower).")
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Calibration samples to draw (default all).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample draw.")
@@ -122,15 +125,15 @@ def quantize_cmd(
     """Quantize MODEL to INT8 Q/DQ ONNX, calibrated on --calib data."""
     from edgerun.errors import ConversionError
     from edgerun.precision.calibration import CalibrationData
-    from edgerun.precision.quantize import QuantizeOptions, quantize
+    from edgerun.precision.quantize import quantize
 
     options = QuantizeOptions(
-        method=method,
+        method=as_choice(method, METHODS, "calibration method"),
         per_channel=per_channel,
         exclude=exclude,
-        mode=mode,
+        mode=as_choice(mode, MODES, "quantization mode"),
         force=force,
-        target=target,
+        target=as_choice(target, TARGETS, "quantization target"),
         keep_head_float=keep_head_float,
     )
     model_file, card, spec = _model_and_spec(model, preprocess)
@@ -203,6 +206,7 @@ def convert_cmd(
 @click.option("--min-cosine", type=float, default=None, help="Fail (exit 3) below this mean cosine similarity.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None, help="Write Markdown here.")
+@click.option("--wide", is_flag=True, help=_WIDE_HELP)
 @threads_option
 def compare_cmd(
     models: tuple[str, ...],
@@ -219,6 +223,7 @@ def compare_cmd(
     min_cosine: float | None,
     json_path: Path | None,
     markdown_path: Path | None,
+    wide: bool,
     threads: int | None,
 ) -> None:
     """Compare MODELS (first = reference; NAME@int8 / NAME@fp16 for converted ones) on the same inputs."""
@@ -242,7 +247,8 @@ def compare_cmd(
             mask_threshold=mask_threshold,
             progress=lambda text: status.update(text),
         )
-    _render_comparison(result)
+    title = f"compare: {result.samples} samples from {result.source}"
+    _render_table(title, result.cells(reference="ref"), result.key_columns(), wide)
     if json_path is not None:
         emit_json(result.to_dict(), json_path)
     if markdown_path is not None:
@@ -254,16 +260,16 @@ def compare_cmd(
         raise ThresholdError("; ".join(problems))
 
 
-def _render_comparison(result: Any) -> None:
-    from rich.table import Table
+def _render_table(
+    title: str, rows: list[dict[str, str]], key_columns: list[str], wide: bool, bold: int | None = None
+) -> None:
+    """The key columns (all with ``--wide``), readable at any width, and a hint when some were left out."""
+    from edgerun.cli.render import render_cells
 
-    table = Table(title=f"compare: {result.samples} samples from {result.source}", title_justify="left")
-    rows = result.cells(reference="ref")
-    for column in rows[0]:
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in rows:
-        table.add_row(*(escape(value) for value in row.values()))
-    out.print(table)
+    columns = list(rows[0]) if wide else key_columns
+    render_cells(out, title, rows, columns, bold=bold)
+    if len(columns) < len(rows[0]):
+        out.print(f"key columns only: --wide shows all {len(rows[0])}", style="dim", highlight=False)
 
 
 @click.command("tune")
@@ -273,7 +279,13 @@ def _render_comparison(result: Any) -> None:
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Labels of --data.")
 @click.option("--max-accuracy-drop", type=float, required=True, help="Quality budget in points.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the winner.")
-@click.option("--target", type=click.Choice(["cpu", "tensorrt"]), default="cpu", show_default=True)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default=DEFAULT_TARGET,
+    show_default=True,
+    help="INT8 layout of the variants: cpu for ONNX Runtime on a CPU, tensorrt for TensorRT.",
+)
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Evaluation samples to draw.")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=None, help="Calibration samples to draw.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -282,6 +294,7 @@ def _render_comparison(result: Any) -> None:
 @click.option("--iterations", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None, help="Write Markdown here.")
+@click.option("--wide", is_flag=True, help=_WIDE_HELP)
 @threads_option
 def tune_cmd(
     model: str,
@@ -299,6 +312,7 @@ def tune_cmd(
     iterations: int,
     json_path: Path | None,
     markdown_path: Path | None,
+    wide: bool,
     threads: int | None,
 ) -> None:
     """Try FP32, FP16 and INT8 variants of MODEL here; write the fastest within the budget."""
@@ -316,13 +330,16 @@ def tune_cmd(
             inputs=evaluation.inputs,
             labels=evaluation.labels,
             max_accuracy_drop=max_accuracy_drop,
-            variants=default_variants(target),
+            variants=default_variants(as_choice(target, TARGETS, "quantization target")),
             source=evaluation.source,
             threads=threads,
             iterations=iterations,
             progress=lambda text: status.update(text),
         )
-    _render_comparison(result.comparison)
+    compared = result.comparison
+    names = [row.label for row in compared.rows]
+    title = f"tune: {compared.samples} samples from {compared.source}"
+    _render_table(title, result.cells(reference="ref"), result.key_columns(), wide, bold=names.index(result.chosen))
     for name, reason in result.skipped.items():
         err.print(f"[yellow]skipped[/yellow] {escape(name)}: {escape(reason)}")
     drop = result.drops[result.chosen]

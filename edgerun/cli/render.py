@@ -6,13 +6,16 @@ what ``--json`` writes, so the table and the file never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
-from edgerun.bench.runner import BenchResult
+from edgerun.bench.result import BenchResult
 
 
 def _gib(n: int) -> str:
@@ -206,3 +209,50 @@ def render_run(console: Console, report: dict[str, Any]) -> None:
         for i, top in enumerate(output["top"]):
             ranked = ", ".join(f"{t['label'] if t['label'] is not None else t['index']}={t['value']:.4g}" for t in top)
             console.print(escape(f"  [{i}] {ranked}"))
+
+
+_UNBOUNDED = 1_000_000
+"""A width no table reaches: measuring at it gives a table's natural (unwrapped) width."""
+
+
+def render_cells(
+    console: Console,
+    title: str,
+    rows: Sequence[Mapping[str, str]],
+    columns: Sequence[str],
+    *,
+    bold: int | None = None,
+) -> None:
+    """``rows`` (formatted cells; the first column names the row) as a table when it fits the
+    console unwrapped, else as one block per row, so no cell is cut to ``…`` or broken across
+    lines: 80-column terminals and output piped to a file stay readable. ``bold``: a row to
+    stress. The title goes on its own line, wrapped at spaces, so a long data path does not widen the table."""
+    console.print(escape(title), highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
+    for index, row in enumerate(rows):
+        table.add_row(*(escape(row[column]) for column in columns), style="bold" if index == bold else None)
+    unbounded = console.options.update_width(_UNBOUNDED)
+    if Measurement.get(console, unbounded, table).maximum <= console.width:
+        console.print(table)
+        return
+    indent = "  "
+    for index, row in enumerate(rows):
+        name = escape(row[columns[0]])
+        console.print(f"[bold]{name}[/bold]" if index == bold else name, highlight=False, soft_wrap=True)
+        pairs = [f"{column}: {row[column]}" for column in columns[1:]]
+        for line in _pack(pairs, console.width - len(indent), "; "):
+            console.print(indent + escape(line), highlight=False, soft_wrap=True)
+
+
+def _pack(parts: Sequence[str], width: int, separator: str) -> list[str]:
+    """``parts`` joined by ``separator`` into lines of at most ``width`` characters, never splitting a
+    part (one longer than ``width`` gets a line of its own)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(separator) + len(part) <= width:
+            lines[-1] += separator + part
+        else:
+            lines.append(part)
+    return lines

@@ -10,12 +10,13 @@ import click
 from rich.markup import escape
 
 from edgerun.cli.common import emit_json, err, out
+from edgerun.trt.recipes import PRECISIONS as ENGINE_PRECISIONS
 
 
 @click.command("build")
 @click.argument("model", required=False)
 @click.option("--recipe", type=click.Path(path_type=Path), default=None, help="Build what this engines/*.toml says.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None, help="Default fp16.")
+@click.option("--precision", type=click.Choice(ENGINE_PRECISIONS), default=None, help="Default fp16.")
 @click.option("--calib", default=None, help="INT8 calibration data (image folder, .npy/.npz).")
 @click.option("--batch", default=None, metavar="MIN:OPT:MAX", help="Batch range of the optimization profile.")
 @click.option("--shapes", multiple=True, metavar="NAME=MIN:OPT:MAX", help="Per-input shape ranges.")

@@ -25,6 +25,9 @@ from edgerun.runtime.session import Session
 from edgerun.stats import LatencyStats
 
 PRECISION_SUFFIXES = ("fp32", "fp16", "int8")
+KEY_COLUMNS = ("model", "size", "p50 ms", "speed-up")
+"""The cells `edgerun compare` shows by default, before the quality figures (`Comparison.key_columns`):
+what a step costs and buys, narrow enough for an 80-column terminal; ``--wide`` shows every cell."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,24 @@ class Comparison:
                 }
             )
         return table
+
+    def quality_columns(self) -> list[str]:
+        """The main quality figure(s) among the cells: accuracy with labels, else top-1 agreement for a
+        classifier, else mean cosine similarity; and mask IoU when a mask threshold was given."""
+        diffs = [row.outputs[0] for row in self.rows if row.outputs]
+        if self.reference.accuracy is not None:
+            columns = ["accuracy"]
+        elif any(diff.top1_agreement is not None for diff in diffs):
+            columns = ["top-1 agreement"]
+        else:
+            columns = ["cosine (mean)"]
+        if any(diff.mask_iou is not None for diff in diffs):
+            columns.append("mask IoU")
+        return columns
+
+    def key_columns(self) -> list[str]:
+        """The cells worth a glance: `KEY_COLUMNS`, then `quality_columns`."""
+        return [*KEY_COLUMNS, *self.quality_columns()]
 
     def markdown(self) -> str:
         """A table users can paste into a README or a pull request."""

@@ -25,6 +25,7 @@ from edgerun.compare.comparison import Comparison, ModelRow, compare
 from edgerun.errors import ConfigError, ConversionError, EdgerunError
 from edgerun.precision.calibration import CalibrationData
 from edgerun.precision.quantize import QuantizeOptions, quantize
+from edgerun.runtime.backends.base import QdqLayout
 from edgerun.runtime.modelfile import ModelFile
 
 _log = logging.getLogger("edgerun")
@@ -37,8 +38,14 @@ class Variant:
     quantization: QuantizeOptions | None = None
 
 
-def default_variants(target: str = "cpu") -> list[Variant]:
-    """FP16 and the INT8 settings worth trying: calibration methods, per-channel, float head."""
+DEFAULT_TARGET: QdqLayout = "cpu"
+"""The INT8 layout `default_variants` tries unless told otherwise: ``cpu``, the layout ONNX Runtime's
+CPU kernels fuse (`QuantizeOptions` defaults to ``tensorrt``, the portable one); pass ``tensorrt``
+to tune for TensorRT."""
+
+
+def default_variants(target: QdqLayout = DEFAULT_TARGET) -> list[Variant]:
+    """FP16 and the INT8 settings worth trying (calibration methods, per-channel, float head), for ``target``."""
     int8 = [
         ("int8 minmax", QuantizeOptions(method="minmax", target=target)),
         ("int8 minmax per-channel", QuantizeOptions(method="minmax", per_channel=True, target=target)),
@@ -62,6 +69,15 @@ class TuneResult:
     output: Path
     skipped: dict[str, str] = field(default_factory=dict)
     """Variants that could not be built, with the reason."""
+
+    def cells(self, reference: str = "reference") -> list[dict[str, str]]:
+        """The comparison's cells (`Comparison.cells`), each with the variant's quality drop in points."""
+        rows = zip(self.comparison.rows, self.comparison.cells(reference), strict=True)
+        return [{**cells, "quality drop": f"{self.drops[row.label]:.2f}"} for row, cells in rows]
+
+    def key_columns(self) -> list[str]:
+        """What decides the choice: latency, speed-up and quality drop (the variant names say the precision)."""
+        return ["model", "p50 ms", "speed-up", "quality drop"]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -25,12 +25,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
 from edgerun import __version__
 from edgerun.errors import ConfigError, ConversionError
+from edgerun.runtime.backends.base import QdqLayout
 from edgerun.runtime.modelfile import ModelFile
 from edgerun.storage import atomic_path, cache_dir, digest, writable
 
@@ -39,9 +40,13 @@ if TYPE_CHECKING:
 
     from edgerun.precision.calibration import CalibrationData
 
-METHODS = ("minmax", "entropy", "percentile")
-MODES = ("static", "dynamic")
-TARGETS = ("tensorrt", "cpu")
+Method = Literal["minmax", "entropy", "percentile"]
+"""How calibration turns observed activations into ranges."""
+Mode = Literal["static", "dynamic"]
+"""``static``: activation ranges calibrated ahead of time; ``dynamic``: computed at run time."""
+METHODS: tuple[Method, ...] = get_args(Method)
+MODES: tuple[Mode, ...] = get_args(Mode)
+TARGETS: tuple[QdqLayout, ...] = get_args(QdqLayout)
 """Which runtime the Q/DQ model is shaped for (see `QuantizeOptions.target`)."""
 MIN_QDQ_OPSET = 13
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
@@ -54,14 +59,14 @@ _log = logging.getLogger("edgerun")
 class QuantizeOptions:
     """How to quantize: calibration method, per-channel weights, what to leave in float."""
 
-    method: str = "minmax"
+    method: Method = "minmax"
     per_channel: bool = False
     exclude: tuple[str, ...] = ()
     """Node names or operator types to keep in float (detector heads, say)."""
-    mode: str = "static"
+    mode: Mode = "static"
     force: bool = False
     """Allow dynamic quantization of convolutional models (measured slower than FP32)."""
-    target: str = "tensorrt"
+    target: QdqLayout = "tensorrt"
     """``tensorrt``: signed INT8 activations and weights, all zero points 0, as TensorRT requires
     (ONNX Runtime runs it too, but its x86 kernels do not fuse signed activations: measured 1.8x
     slower than FP32 on the PP-OCR detector). ``cpu``: unsigned INT8 activations with zero points
@@ -110,7 +115,7 @@ class QuantizeResult:
     """What a quantization produced and how much of the model it covered."""
 
     output: Path
-    mode: str
+    mode: Mode
     qdq_nodes: int
     quantized: dict[str, int]
     """Compute operators (Conv, MatMul, ...) whose weights are now INT8, by type."""

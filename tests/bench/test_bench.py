@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import edgerun
+from edgerun.bench.config import BenchConfig
 from edgerun.bench.inputs import data_source
-from edgerun.bench.runner import BenchConfig, BenchResult, benchmark, time_calls
+from edgerun.bench.result import BenchResult
+from edgerun.bench.runner import benchmark, time_calls
 from edgerun.data.synthetic import random_feeds
 from edgerun.runtime.device import DeviceProfile
 from edgerun.specs import TensorSpec, parse_shape_override
@@ -157,8 +159,8 @@ def test_single_stream_report_has_the_promised_keys_and_scores_p90(profile: Devi
 def test_multi_stream_sends_n_samples_per_query_and_scores_p99(profile: DeviceProfile) -> None:
     calls: list[int] = []
     with edgerun.load("digits-student") as session:
-        real = session._backend_run
-        session._backend_run = lambda feeds: (calls.append(len(feeds["image"])), real(feeds))[1]  # type: ignore[method-assign]
+        real = session.run_validated
+        session.run_validated = lambda feeds: (calls.append(len(feeds["image"])), real(feeds))[1]  # type: ignore[method-assign]
         result = benchmark(session, profile, scenario="multi-stream", samples_per_query=6, warmup=0, min_queries=30)
     data = result.to_dict()
     assert set(calls) == {6}  # one call of 6 samples per query (the model takes any batch)

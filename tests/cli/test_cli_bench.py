@@ -11,6 +11,7 @@ import pytest
 from edgerun.cli.main import main
 
 from .. import onnx_factory
+from ..png import assert_png
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -98,18 +99,6 @@ def test_a_sweep_runs_every_combination_and_names_the_best(capsys: pytest.Captur
     assert_png(tmp_path / "s.png")
 
 
-def assert_png(path: Path) -> None:
-    """A real image of the documented size (1200 x 500 px), not an empty or broken file."""
-    import cv2
-
-    from edgerun.bench.plots import PNG_SIZE_PX
-
-    image = cv2.imread(str(path))
-    assert image is not None, f"{path} is not a readable image"
-    assert (image.shape[1], image.shape[0]) == PNG_SIZE_PX
-    assert image.std() > 10  # drawn on, not a blank canvas
-
-
 def test_a_fixed_batch_model_cannot_sweep_batches(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = onnx_factory.save(onnx_factory.two_input_add(batch=1), tmp_path / "fixed.onnx")
     code, _, err = run_cli(capsys, "bench", str(path), "--batch", "1,2,4", "-n", "2")
@@ -135,9 +124,8 @@ def test_fail_on_miss_exits_3_in_a_sweep_only_when_no_run_meets_the_deadline(
     assert run_cli(capsys, *args, "--deadline-ms", "10000")[0] == 0
 
 
-def test_ctrl_c_still_prints_and_writes_the_partial_report(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def interrupt_session_run_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """Ctrl-C on the ``call``-th model call (warm-up calls count), as a user pressing it mid-run."""
     from edgerun.runtime.session import Session
 
     real = Session.run
@@ -146,17 +134,80 @@ def test_ctrl_c_still_prints_and_writes_the_partial_report(
     def interrupted_run(self: Session, feeds: object) -> object:
         nonlocal calls
         calls += 1
-        if calls == 40:
+        if calls == call:
             raise KeyboardInterrupt
         return real(self, feeds)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Session, "run", interrupted_run)
+
+
+def test_ctrl_c_prints_and_writes_the_partial_report_then_exits_130(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interrupt_session_run_at(monkeypatch, 40)
     path = tmp_path / "partial.json"
     code, out, err = run_cli(capsys, "bench", "digits-student", "-n", "1000", "--warmup", "5", "--json", str(path))
-    assert code == 0
+    assert code == 130, "an interrupted run is not a pass: CI must see it"
     report = json.loads(path.read_text())
     assert report["interrupted"] is True
     assert report["queries"] == 34  # 5 warm-up calls, then the 40th call was interrupted
     assert any("interrupted after 34 queries" in w for w in report["warnings"])
     assert "interrupted" in err
     assert "p99" in out
+
+
+def test_ctrl_c_in_a_sweep_keeps_the_finished_runs_and_exits_130(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interrupt_session_run_at(monkeypatch, 2 + 10 + 2 + 3)  # point 1: 2 warm-up + 10 timed; point 2: its 3rd timed
+    path = tmp_path / "sweep.json"
+    code, out, _ = run_cli(
+        capsys, "bench", "digits-student", "--batch", "1,2,4", "-n", "10", "--warmup", "2", "--json", str(path), "-q"
+    )
+    assert code == 130
+    document = json.loads(path.read_text())
+    assert document["kind"] == "sweep"
+    assert document["interrupted"] is True
+    assert [run["batch"] for run in document["runs"]] == [1, 2], "the third point never ran"
+    assert [run["interrupted"] for run in document["runs"]] == [False, True]
+    assert out.strip().endswith("; interrupted")
+
+
+def test_ctrl_c_between_sweep_points_is_recorded_in_the_sweep(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgerun.bench.sweep
+
+    real = edgerun.bench.sweep.load
+    loads = 0
+
+    def load_then_interrupt(*args: object, **kwargs: object) -> object:
+        nonlocal loads
+        loads += 1
+        if loads == 2:  # Ctrl-C while the second session loads: no run is marked, the sweep is
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(edgerun.bench.sweep, "load", load_then_interrupt)
+    path = tmp_path / "sweep.json"
+    code, _, err = run_cli(
+        capsys, "bench", "digits-student", "--threads", "1,2", "-n", "5", "--warmup", "0", "--json", str(path)
+    )
+    assert code == 130
+    document = json.loads(path.read_text())
+    assert document["interrupted"] is True
+    assert [run["threads"] for run in document["runs"]] == [1]
+    assert document["runs"][0]["interrupted"] is False
+    assert "interrupted: reporting what was measured" in err
+
+
+def test_ctrl_c_before_anything_was_measured_exits_130_without_a_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interrupt_session_run_at(monkeypatch, 1)  # the first warm-up call
+    path = tmp_path / "none.json"
+    code, out, err = run_cli(capsys, "bench", "digits-student", "-n", "5", "--json", str(path))
+    assert code == 130
+    assert not path.exists()
+    assert out == ""
+    assert err.strip().endswith("interrupted")

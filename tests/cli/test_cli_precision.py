@@ -352,7 +352,8 @@ def test_compare_a_path_with_an_at_sign(capsys: pytest.CaptureFixture[str], tmp_
 # --- tune --------------------------------------------------------------------------------------
 
 
-def test_tune(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_tune(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
     out, report = tmp_path / "best.onnx", tmp_path / "tune.json"
     code, stdout, _ = run_cli(
         capsys, "tune", "digits-teacher", "--calib", DIGITS_CALIB, "--data", DIGITS_TEST, "--max-accuracy-drop", "1",
@@ -370,6 +371,13 @@ def test_tune(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with edgerun.load(out) as session:
         assert session.run(np.zeros((2, 1, 8, 8), np.float32))["logits"].shape == (2, 10)
     assert (tmp_path / "tune.md").read_text().startswith("| model |")
+    lines = stdout.splitlines()
+    assert "…" not in stdout, "no cell cut short at 80 columns"
+    for model in result["comparison"]["models"]:
+        assert any(model["label"] in line for line in lines), f"{model['label']} is not whole on a line"
+    header = next(line for line in lines if line.startswith("model "))
+    assert header.split() == ["model", "p50", "ms", "speed-up", "quality", "drop"]
+    assert max(len(line) for line in lines[: lines.index(header) + 9]) <= 80
 
 
 def test_tune_without_labels(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
