@@ -8,7 +8,10 @@ so that generic handlers in user code keep working.
 
 from __future__ import annotations
 
+import errno as _errno
+from functools import partial
 from os import PathLike
+from typing import Any
 
 
 class EdgerunError(Exception):
@@ -148,6 +151,82 @@ class QueueFullError(EdgerunError):
 
 class RequestTimeoutError(EdgerunError, TimeoutError):
     """A request waited past its timeout in the batcher's queue; it was not run."""
+
+
+class StorageWriteError(EdgerunError, OSError):
+    """A file edgerun writes could not be written: disk full, over quota, read-only or not permitted.
+
+    ``errno``/``strerror`` are the operating system's; ``needed`` (bytes, where known) and ``free``
+    are given for a full disk or quota, so the message says how much room is missing.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        errno: int,
+        strerror: str,
+        *,
+        folder: str | PathLike[str],
+        needed: int | None = None,
+        free: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.errno, self.strerror, self.filename = errno, strerror, str(path)
+        self.path, self.folder, self.needed, self.free = str(path), str(folder), needed, free
+        space = ""
+        if self.full():
+            parts = [f"needs about {_size(needed)}"] if needed else []
+            parts += [f"{_size(free)} free"] if free is not None else []
+            space = f" ({', '.join(parts)})" if parts else ""
+        self.message = f"cannot write {self.path}{self.where()}: {strerror}{space}. {self.fix()}"
+        self.args = (self.message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:  # OSError's would call __init__ with the message alone
+        rebuild = partial(type(self), folder=self.folder, needed=self.needed, free=self.free)
+        return (rebuild, (self.path, self.errno, self.strerror))
+
+    def full(self) -> bool:
+        """Whether the disk or quota is full (rather than read-only or not permitted)."""
+        return self.errno in (_errno.ENOSPC, _errno.EDQUOT)
+
+    def where(self) -> str:
+        """What the folder is, for the message ("" for a plain output folder)."""
+        return ""
+
+    def fix(self) -> str:
+        """How to fix it, for the message."""
+        if self.full():
+            return f"Free some space in {self.folder}, or write the file elsewhere"
+        return f"Make {self.folder} writable, or write the file elsewhere"
+
+
+class CacheWriteError(StorageWriteError):
+    """A cache entry (converted model, TensorRT engine) could not be written; says how to move the cache."""
+
+    def where(self) -> str:
+        """Names the cache folder."""
+        return f" in edgerun's cache folder {self.folder}"
+
+    def fix(self) -> str:
+        """Free space, or move the cache with ``EDGERUN_CACHE_DIR``."""
+        if self.full():
+            return "Free some space there, or move edgerun's cache to a disk with room: EDGERUN_CACHE_DIR=/other/disk"
+        return "Make it writable, or move edgerun's cache to a writable folder: EDGERUN_CACHE_DIR=/a/writable/folder"
+
+
+def _size(count: int | None) -> str:
+    """Bytes as a short human size (``12.3 MiB``)."""
+    value = float(count or 0)
+    if value < 1024:
+        return f"{value:.0f} B"
+    for unit in ("KiB", "MiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} GiB"
 
 
 class ConversionError(EdgerunError):

@@ -12,7 +12,6 @@ caller says about it (teacher, student, data, accuracy).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -27,7 +26,7 @@ from torch import nn
 
 from edgerun import __version__
 from edgerun.errors import ConfigError, ConversionError
-from edgerun.storage import atomic_path
+from edgerun.storage import atomic_path, file_sha256
 
 DEFAULT_OPSET = 17
 CARD_SCHEMA = "edgerun.distill.card/1"
@@ -93,7 +92,7 @@ def export_onnx(
     facts = {
         "schema": CARD_SCHEMA,
         "file": target.name,
-        "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+        "sha256": file_sha256(target),
         "bytes": size,
         "parameters": parameters,
         "architecture": type(model).__name__,

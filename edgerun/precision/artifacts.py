@@ -2,25 +2,25 @@
 
 An entry is keyed by the source model's SHA-256, the precision and every setting that changes
 the result (quantization options, the calibration source's fingerprint, onnxruntime and
-edgerun versions). Beside each model a manifest records its own SHA-256; an entry whose
-manifest is missing or corrupt, or whose file does not match it, is rebuilt (with a warning),
-never loaded. Files are written atomically, so an interrupted build leaves nothing behind.
+edgerun versions). The cache is a `ManifestStore`: beside each model a manifest records its own
+SHA-256; an entry whose manifest is missing or corrupt, or whose file does not match it, is
+rebuilt (with a warning), never loaded. A build runs under the entry's lock (a second process
+converting the same model waits, then finds it) and is written atomically, so an interrupted
+build leaves nothing behind; a full or read-only disk raises `CacheWriteError`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgerun import __version__
-from edgerun.errors import EdgerunError, UnsupportedPrecisionError
+from edgerun.errors import UnsupportedPrecisionError
 from edgerun.runtime.modelfile import ModelFile
-from edgerun.storage import atomic_path, cache_dir, digest, read_json, writable, write_json
+from edgerun.storage import ManifestStore, cache_dir, digest, writable
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
@@ -62,49 +62,26 @@ def precision_artifact(
             f"{model.path}: edgerun cannot convert an {model.precision} model to {precision}"
         )
     key = digest(model.sha256, settings)
-    entry = writable(folder or cache_dir() / "models") / model.sha256[:16] / f"{precision}-{key[:16]}.onnx"
-    manifest_path = entry.with_suffix(".json")
-    if _valid(entry, manifest_path, model):
-        return Artifact(entry, precision, False, f"{precision} model from the cache ({entry})")
-    if entry.exists() or manifest_path.exists():
-        _log.warning("cached %s model %s is stale or corrupt: rebuilding it", precision, entry)
-    if precision == "int8":
-        detail = _build_int8(model, entry, card, source, samples, quantization)
-    else:
-        detail = _build_fp16(model, entry, card)
-    write_json(
-        manifest_path,
-        {
-            "source_sha256": model.sha256,
-            "source_path": str(model.path),
-            "sha256": _file_sha256(entry),
-            "settings": settings,
-            "detail": detail,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
+    store = ManifestStore(writable(folder or cache_dir() / "models"))
+    entry = store.root / model.sha256[:16] / f"{precision}-{key[:16]}.onnx"
+    expected = {"source_sha256": model.sha256, "settings": settings}
+    warning = f"cached {precision} model %s is stale or corrupt: rebuilding it (%s)"
+    with store.lock(entry):  # a second process converting this model waits here, then finds it cached
+        if store.lookup(entry, expected, _opens, warning=warning) is not None:
+            return Artifact(entry, precision, False, f"{precision} model from the cache ({entry})")
+        # about the size of the result, for a full disk's message: fp16 halves the weights, int8 quarters them
+        with store.writing(entry, size=model.path.stat().st_size // (4 if precision == "int8" else 2)) as temp:
+            if precision == "int8":
+                detail = _build_int8(model, temp, card, source, samples, quantization)
+            else:
+                detail = _build_fp16(model, temp, card)
+        store.seal(entry, {**expected, "source_path": str(model.path), "detail": detail})
     return Artifact(entry, precision, True, f"{detail}; cached at {entry}")
 
 
-def _valid(entry: Path, manifest_path: Path, model: ModelFile) -> bool:
-    manifest = read_json(manifest_path)
-    if not isinstance(manifest, dict) or not entry.is_file():
-        return False
-    if manifest.get("source_sha256") != model.sha256 or manifest.get("sha256") != _file_sha256(entry):
-        return False
-    try:
-        ModelFile.open(entry)
-    except EdgerunError:
-        return False
-    return True
-
-
-def _file_sha256(path: Path) -> str:
-    digest_ = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest_.update(chunk)
-    return digest_.hexdigest()
+def _opens(path: Path) -> None:
+    """Reject a cached model that does not open as a model (raises the `ModelError` saying why)."""
+    ModelFile.open(path)
 
 
 def _calibration_source(model: ModelFile, card: ModelCard | None, calibration: Any) -> tuple[Any, int | None]:
@@ -144,7 +121,7 @@ def _fingerprint(source: Any) -> Any:
 
 def _build_int8(
     model: ModelFile,
-    entry: Path,
+    target: Path,
     card: ModelCard | None,
     source: Any,
     samples: int | None,
@@ -159,22 +136,19 @@ def _build_int8(
     else:
         spec = PreprocessSpec.from_dict(card.preprocessing) if card is not None else None
         data = open_calibration(source, model.inputs, preprocess=spec, samples=samples)
-    with atomic_path(entry) as temp:  # only an accepted model reaches the cache
-        result = quantize(model.path, temp, data, options)
-        if result.quantized_count == 0:
-            raise UnsupportedPrecisionError(
-                f"{model.path}: INT8 quantization quantized nothing; precision int8 is moot"
-            )
+    result = quantize(model.path, target, data, options)
+    if result.quantized_count == 0:  # raised inside the cache's write: only an accepted model reaches it
+        raise UnsupportedPrecisionError(f"{model.path}: INT8 quantization quantized nothing; precision int8 is moot")
     ops = ", ".join(f"{count} {op}" for op, count in sorted(result.quantized.items()))
     return f"int8 Q/DQ ({options.method}, {'per-channel' if options.per_channel else 'per-tensor'}; {ops}) " + (
         f"calibrated on {data.count} samples of {data.source}"
     )
 
 
-def _build_fp16(model: ModelFile, entry: Path, card: ModelCard | None) -> str:
+def _build_fp16(model: ModelFile, target: Path, card: ModelCard | None) -> str:
+    """Convert ``model`` to FP16 at ``target`` (a temporary path of the cache); returns what was done."""
     from edgerun.precision.convert import convert_fp16
 
-    with atomic_path(entry) as temp:
-        result = convert_fp16(model.path, temp, shapes=card.input_shapes if card else None)
+    result = convert_fp16(model.path, target, shapes=card.input_shapes if card else None)
     error = f", max abs error {result.max_abs_error:.2g} vs fp32" if result.max_abs_error is not None else ""
     return f"fp16 weights with fp32 inputs/outputs ({result.fp16_tensors} tensors{error})"

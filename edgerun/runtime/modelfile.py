@@ -8,7 +8,6 @@ external data pointing outside the model's folder) become one `ModelError` namin
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -20,11 +19,11 @@ import numpy as np
 
 from edgerun.errors import ModelError, ModelNotFoundError
 from edgerun.specs import UNNAMED_DIM, Dim, TensorSpec
+from edgerun.storage import file_sha256
 
 if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
 
-_HASH_CHUNK = 1 << 20
 _QUANTIZED_OPS = frozenset(
     {
         "QuantizeLinear",
@@ -77,7 +76,7 @@ class ModelFile:
         inputs, outputs = _io_specs(proto.graph, path)
         return cls(
             path=path,
-            sha256=_sha256([path, *external]),
+            sha256=file_sha256(path, *external),
             size_bytes=path.stat().st_size + sum(p.stat().st_size for p in external),
             ir_version=int(proto.ir_version),
             opsets={op.domain: int(op.version) for op in proto.opset_import},
@@ -185,15 +184,6 @@ def _external_data_files(proto: ModelProto, path: Path) -> list[Path]:
             raise ModelError(path, f"external data file '{location}' of tensor '{tensor.name}' is missing")
         files[target] = None
     return sorted(files)
-
-
-def _sha256(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for p in paths:
-        with p.open("rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _io_specs(graph: GraphProto, path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

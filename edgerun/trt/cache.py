@@ -13,20 +13,16 @@ warning and rebuilt. A cache folder that cannot be written falls back to a tempo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgerun import __version__
-from edgerun.storage import cache_dir, read_json, writable
+from edgerun.storage import ManifestStore, StoredEntry, cache_dir, writable
 
 _log = logging.getLogger("edgerun")
 
@@ -60,18 +56,18 @@ class EngineKey:
         return data
 
 
-@dataclass(frozen=True)
-class CacheEntry:
-    path: Path
-    manifest: dict[str, Any]
-    size_bytes: int
+CacheEntry = StoredEntry
+"""An engine in the cache: its path, its manifest ({} if unreadable) and its size."""
+
+_WARNING = "engine cache entry %s is unusable: %s; rebuilding it"
 
 
 class EngineCache:
-    """A folder of ``<model>/<key>.engine`` files with ``.json`` manifests."""
+    """A folder of ``<model>/<key>.engine`` files with ``.json`` manifests (a `ManifestStore`)."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = writable(root or cache_dir() / "engines")
+        self._store = ManifestStore(self.root, mismatch="it was built for other settings, TensorRT version or GPU")
 
     def path_for(self, key: EngineKey) -> Path:
         return self.root / key.source_sha256[:16] / f"{key.digest()[:32]}.engine"
@@ -82,66 +78,24 @@ class EngineCache:
         ``check`` is called with the engine bytes (the backend deserializes them) and raises if
         they are unusable; only then is the entry trusted.
         """
-        path = self.path_for(key)
-        manifest_path = path.with_suffix(".json")
-        if not path.exists() and not manifest_path.exists():
-            return None
-        problem = _problem(path, manifest_path, key)
-        data = b""
-        if problem is None:
-            data = path.read_bytes()
-            manifest = read_json(manifest_path)
-            if not isinstance(manifest, dict) or hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
-                problem = "its bytes do not match the manifest (truncated or overwritten)"
-        if problem is None and check is not None:
-            try:
-                check(data)
-            except Exception as exc:  # whatever TensorRT raises for a foreign or corrupt plan
-                problem = f"TensorRT cannot deserialize it ({exc})"
-        if problem is not None:
-            _log.warning("engine cache entry %s is unusable: %s; rebuilding it", path, problem)
-            self.remove(path)
-            return None
-        return data
+        read: list[bytes] = []
+        entry = self._store.lookup(self.path_for(key), {"key": key.to_dict()}, _reader(check, read), warning=_WARNING)
+        return read[-1] if entry is not None and read else None
 
     def store(self, key: EngineKey, engine: bytes, details: dict[str, Any] | None = None) -> Path:
         """Write ``engine`` and its manifest atomically; refuses an empty engine."""
         if not engine:
             raise ValueError("refusing to cache an empty engine")
         path = self.path_for(key)
-        manifest = {
-            **(details or {}),
-            "key": key.to_dict(),
-            "sha256": hashlib.sha256(engine).hexdigest(),
-            "size_bytes": len(engine),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        _atomic_write(path, engine)
-        try:
-            _atomic_write(path.with_suffix(".json"), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-        except BaseException:
-            self.remove(path)  # an engine without a manifest would never be trusted: do not leave it
-            raise
+        self._store.store(path, engine, {**(details or {}), "key": key.to_dict()})
         return path
 
-    @contextlib.contextmanager
-    def build_lock(self, key: EngineKey) -> Iterator[None]:
+    def build_lock(self, key: EngineKey) -> contextlib.AbstractContextManager[None]:
         """Hold an exclusive lock on this key: a second builder waits, then finds the engine cached."""
-        lock_path = self.path_for(key).with_suffix(".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return self._store.lock(self.path_for(key))
 
     def entries(self) -> list[CacheEntry]:
-        found = []
-        for engine in sorted(self.root.glob("*/*.engine")):
-            manifest = read_json(engine.with_suffix(".json"))
-            found.append(CacheEntry(engine, manifest if isinstance(manifest, dict) else {}, engine.stat().st_size))
-        return found
+        return self._store.entries("*/*.engine")
 
     def verify(self, check: Callable[[bytes], None] | None = None) -> dict[Path, str | None]:
         """Every entry's problem (None when sound); unsound entries are removed."""
@@ -164,17 +118,7 @@ class EngineCache:
             return "its manifest was written by another edgerun version (unknown or missing key fields)"
         if self.path_for(key) != entry.path:
             return "its manifest describes another engine"
-        problem = _problem(entry.path, entry.path.with_suffix(".json"), key)
-        if problem is None:
-            data = entry.path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != entry.manifest.get("sha256"):
-                problem = "its bytes do not match the manifest (truncated or overwritten)"
-            elif check is not None:
-                try:
-                    check(data)
-                except Exception as exc:  # whatever TensorRT raises for a foreign or corrupt plan
-                    problem = f"TensorRT cannot deserialize it ({exc})"
-        return problem
+        return self._store.problem(entry.path, {"key": key.to_dict()}, _reader(check, []))
 
     def clear(self) -> int:
         """Remove every entry; returns how many engines were removed."""
@@ -183,40 +127,21 @@ class EngineCache:
             self.remove(entry.path)
         return len(entries)
 
-    @staticmethod
-    def remove(path: Path) -> None:
-        for stale in (path, path.with_suffix(".json")):
-            stale.unlink(missing_ok=True)
+    def remove(self, path: Path) -> None:
+        """Delete an engine and its manifest (waiting for a build of it to finish)."""
+        self._store.remove(path)
 
 
-def _problem(path: Path, manifest_path: Path, key: EngineKey) -> str | None:
-    if not path.is_file():
-        return "the engine file is missing"
-    if path.stat().st_size == 0:
-        return "the engine file is empty (an interrupted build?)"
-    manifest = read_json(manifest_path)
-    if not isinstance(manifest, dict) or "sha256" not in manifest:
-        return "its manifest is missing or unreadable"
-    if manifest.get("key") != json.loads(json.dumps(key.to_dict(), default=str)):
-        return "it was built for other settings, TensorRT version or GPU"
-    return None
+def _reader(check: Callable[[bytes], None] | None, read: list[bytes]) -> Callable[[Path], None]:
+    """A store check that reads the engine, has ``check`` (TensorRT) deserialize it, and keeps the bytes."""
 
+    def deserialize(path: Path) -> None:
+        data = path.read_bytes()
+        if check is not None:
+            try:
+                check(data)
+            except Exception as exc:  # whatever TensorRT raises for a foreign or corrupt plan
+                raise ValueError(f"TensorRT cannot deserialize it ({exc})") from exc
+        read.append(data)
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Temporary file in the same folder, fsync, rename, fsync the folder: all or nothing on disk."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-        folder = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
+    return deserialize

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +18,7 @@ import pytest
 
 import edgerun
 from edgerun import models
-from edgerun.errors import CalibrationError, UnsupportedPrecisionError
+from edgerun.errors import CacheWriteError, CalibrationError, UnsupportedPrecisionError
 from edgerun.precision.artifacts import precision_artifact
 from edgerun.precision.quantize import QuantizeOptions
 from edgerun.runtime.modelfile import ModelFile
@@ -235,3 +241,105 @@ def test_calibration_given_as_a_dict_is_keyed_by_its_content(cache: Path, tmp_pa
         entry = artifact_of(a)
     with edgerun.load(path, precision="int8", calibration={"x": second}) as b:
         assert artifact_of(b) != entry
+
+
+# --- a full disk, and two processes converting one model ----------------------------------------
+
+
+def _full_disk_on_save(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``onnx.save`` filling the disk part-way, as it does on a full cache disk; returns the paths it was given."""
+    import onnx
+
+    written: list[str] = []
+
+    def save(proto: object, path: str, *args: object, **kwargs: object) -> None:
+        written.append(str(path))
+        Path(path).write_bytes(b"\x08\x07 half a model")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(onnx, "save", save)
+    return written
+
+
+def test_a_full_disk_during_load_is_a_typed_error_and_leaves_nothing(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = _full_disk_on_save(monkeypatch)
+    with pytest.raises(CacheWriteError) as info:
+        edgerun.load("ppocr-det", precision="fp16")
+    assert written, "the conversion reached onnx.save"
+    error = info.value
+    assert error.errno == errno.ENOSPC
+    assert error.folder == str(cache / "models")
+    message = str(error)
+    assert f"in edgerun's cache folder {cache / 'models'}: No space left on device (needs about" in message
+    assert "EDGERUN_CACHE_DIR=" in message
+    assert Path(error.path).name.startswith("fp16-")
+    assert [p for p in (cache / "models").rglob("*") if p.is_file()] == [], "no partial model, temp file or lock"
+
+
+def test_a_full_disk_in_precision_artifact_names_the_folder_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = ModelFile.open(onnx_factory.save(onnx_factory.matmul_with_weight(), tmp_path / "mm.onnx"))
+    _full_disk_on_save(monkeypatch)
+    folder = tmp_path / "converted"
+    with pytest.raises(CacheWriteError, match=rf"cache folder {re.escape(str(folder))}: No space left") as info:
+        precision_artifact(model, "fp16", folder=folder)
+    assert isinstance(info.value, OSError), "generic handlers still catch it"
+    assert [p for p in folder.rglob("*") if p.is_file()] == []
+    monkeypatch.undo()
+    artifact = precision_artifact(model, "fp16", folder=folder)
+    assert artifact.built, "the next try, with room, builds it"
+
+
+CONVERTER = """
+import pathlib, sys, time
+import edgerun.precision.convert as convert
+from edgerun.precision.artifacts import precision_artifact
+from edgerun.runtime.modelfile import ModelFile
+
+model, folder, ready, go = sys.argv[1:5]
+real = convert.convert_fp16
+
+def slow(*args, **kwargs):
+    time.sleep(0.5)  # a long conversion: the other process arrives meanwhile
+    return real(*args, **kwargs)
+
+convert.convert_fp16 = slow
+pathlib.Path(ready).touch()
+while not pathlib.Path(go).exists():
+    time.sleep(0.002)
+artifact = precision_artifact(ModelFile.open(pathlib.Path(model)), "fp16", folder=pathlib.Path(folder))
+print("built" if artifact.built else "cached", artifact.path)
+"""
+
+
+def test_two_processes_converting_one_model_build_it_once(tmp_path: Path) -> None:
+    model = onnx_factory.save(onnx_factory.matmul_with_weight(), tmp_path / "mm.onnx")
+    folder, go = tmp_path / "converted", tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONVERTER, str(model), str(folder), str(tmp_path / f"ready{i}"), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert time.monotonic() < deadline, "the converters did not start"
+        time.sleep(0.01)
+    go.touch()
+    outputs = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+        outputs.append(stdout.split())
+    assert sorted(word for word, _ in outputs) == ["built", "cached"]
+    assert outputs[0][1] == outputs[1][1]
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == sorted(
+        [Path(outputs[0][1]).name, Path(outputs[0][1]).with_suffix(".json").name]
+    )

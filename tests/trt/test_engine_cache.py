@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edgerun
+from edgerun.errors import CacheWriteError
 from edgerun.trt.cache import EngineCache, EngineKey
 
 FIELDS = [f.name for f in dataclasses.fields(EngineKey)]
@@ -294,9 +295,11 @@ def _failing_replace(monkeypatch: pytest.MonkeyPatch, fail_on: int) -> list[str]
 def test_a_crash_writing_the_engine_leaves_nothing(cache: EngineCache, monkeypatch: pytest.MonkeyPatch) -> None:
     key = make_key()
     calls = _failing_replace(monkeypatch, fail_on=1)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CacheWriteError, match="No space left") as info:
         cache.store(key, b"engine")
     assert calls == [str(cache.path_for(key))]
+    assert info.value.folder == str(cache.root), "a typed error naming the cache folder, not a bare OSError"
+    assert "EDGERUN_CACHE_DIR=" in str(info.value)
     monkeypatch.undo()
     assert files_under(cache.root) == []
     assert cache.entries() == []
