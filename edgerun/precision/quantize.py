@@ -27,13 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import numpy as np
-
-from edgerun import __version__
 from edgerun.errors import ConfigError, ConversionError
+from edgerun.precision.ranges import cached_ranges_usable, calibrate, range_cache_path
 from edgerun.runtime.backends.base import QdqLayout
 from edgerun.runtime.modelfile import ModelFile
-from edgerun.storage import atomic_path, cache_dir, digest, writable
+from edgerun.storage import atomic_path
 
 if TYPE_CHECKING:
     import onnx
@@ -50,8 +48,6 @@ TARGETS: tuple[QdqLayout, ...] = get_args(QdqLayout)
 """Which runtime the Q/DQ model is shaped for (see `QuantizeOptions.target`)."""
 MIN_QDQ_OPSET = 13
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
-_CALIBRATOR_SETTINGS = "entropy bins 2048/128"
-"""Part of calibration cache keys: change it when `_calibrate` changes what it computes."""
 _log = logging.getLogger("edgerun")
 
 
@@ -280,68 +276,6 @@ def _resolve_exclusions(proto: onnx.ModelProto, exclude: tuple[str, ...], path: 
     return sorted(set(excluded))
 
 
-def _calibration_cache(source: ModelFile, data: CalibrationData, options: QuantizeOptions, folder: Path | None) -> Path:
-    import onnxruntime
-
-    key = digest(source.sha256, data.sha256, options.method, _CALIBRATOR_SETTINGS, onnxruntime.__version__, __version__)
-    return writable(folder or cache_dir() / "calibration") / f"{source.sha256[:16]}-{options.method}-{key[:16]}.json"
-
-
-def _cache_is_usable(path: Path, method: Any) -> bool:
-    """A cache file ORT can load, for this method, with finite ranges; anything else is removed."""
-    if path.exists() and not path.is_file():
-        raise ConversionError(f"{path} is a folder, not a calibration cache file: remove it or choose another cache")
-    if not path.is_file():
-        return False
-    from onnxruntime.quantization.calibrate import load_tensors_data
-
-    try:
-        ranges = load_tensors_data(path)
-        if ranges.calibration_method != method or not ranges.data:
-            raise ValueError("wrong calibration method or no tensors")
-        for data in ranges.data.values():
-            low, high = data.range_value
-            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-                raise ValueError("non-finite range")
-        return True
-    except Exception as exc:  # truncated JSON, wrong keys, dtypes or method: all mean "rebuild"
-        _log.warning("calibration cache %s is corrupt (%s: %s): rebuilding it", path, type(exc).__name__, exc)
-        path.unlink(missing_ok=True)
-        return False
-
-
-def _calibrate(prepared: Path, calibration: CalibrationData, method: Any, cache_file: Path, tmp: Path) -> None:
-    """Measure activation ranges and store them in ``cache_file`` (ORT's calibration cache format).
-
-    Done here rather than inside ``quantize_static`` so that entropy calibration gets a real
-    search: ORT's default of 128 histogram bins for 128 quantized bins leaves one candidate
-    threshold, which makes entropy identical to min/max.
-    """
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
-
-    extra = {"num_bins": 2048, "num_quantized_bins": 128} if method == CalibrationMethod.Entropy else {}
-    calibrator = create_calibrator(
-        prepared,
-        None,
-        augmented_model_path=str(tmp / "augmented.onnx"),
-        calibrate_method=method,
-        extra_options=extra,
-    )
-    calibration.rewind()
-    chatter = io.StringIO()  # ORT prints histogram progress for entropy/percentile: keep stdout clean
-    try:
-        with contextlib.redirect_stdout(chatter):
-            calibrator.collect_data(calibration)
-            ranges = calibrator.compute_data()
-    except Exception as exc:
-        raise ConversionError(f"{prepared.name}: calibration failed: {exc}") from exc
-    finally:
-        calibration.rewind()
-        if chatter.getvalue():
-            _log.debug("onnxruntime calibration: %s", chatter.getvalue().strip())
-    save_tensors_data(ranges, cache_file)
-
-
 def _static(
     prepared: Path,
     output: Path,
@@ -390,10 +324,10 @@ def _static(
         with contextlib.redirect_stdout(io.StringIO()):
             run(calibration)
         return None, False
-    cache_file = _calibration_cache(source, calibration, options, cache_folder)
-    hit = _cache_is_usable(cache_file, method)
+    cache_file = range_cache_path(source, calibration, options.method, cache_folder)
+    hit = cached_ranges_usable(cache_file, method)
     if not hit:
-        _calibrate(prepared, calibration, method, cache_file, prepared.parent)
+        calibrate(prepared, calibration, method, cache_file, prepared.parent)
     try:
         run(None, calibration_cache_path=str(cache_file))
     except ConversionError as exc:
@@ -403,7 +337,7 @@ def _static(
             "calibration cache %s is corrupt (its ranges do not fit the model: %s): rebuilding it", cache_file, exc
         )
         cache_file.unlink(missing_ok=True)
-        _calibrate(prepared, calibration, method, cache_file, prepared.parent)
+        calibrate(prepared, calibration, method, cache_file, prepared.parent)
         run(None, calibration_cache_path=str(cache_file))
         hit = False
     return cache_file, hit
