@@ -7,14 +7,18 @@ the device, plan among the registered backends, make the precision artifact the 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgerun.errors import BackendUnavailableError
+from edgerun.logs import log_once
 from edgerun.runtime.device import current_device
 from edgerun.runtime.session import Session
+
+_log = logging.getLogger("edgerun")
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
@@ -40,8 +44,13 @@ def load(
     ``options`` are backend options such as ``threads``; unknown ones are rejected.
     A precision other than the stored one runs a converted model (`edgerun.precision.artifacts`),
     built once and cached: ``calibration=`` gives INT8 its calibration data (bundled models carry
-    theirs) and ``quantization=`` a `QuantizeOptions`. ``batching=`` (True, a max batch size, or
-    `DynamicBatcher` options) returns a session whose calls are merged into batches.
+    theirs) and ``quantization=`` a `QuantizeOptions`. Every conversion is checked against FP32
+    (`edgerun.precision.guard`) on ``check_data=`` (default: the card's check set, data held apart from
+    calibration, or random inputs) and held to ``max_quality_loss=`` (a `QualityBudget`, or a mapping
+    overriding its per-metric defaults); nodes are kept in FP32 until it passes, and a model no mix
+    can make pass runs in its stored precision, with the reason in ``plan.fallbacks``.
+    ``batching=`` (True, a max batch size, or `DynamicBatcher` options) returns a session whose calls
+    are merged into batches.
     """
     from edgerun import models
     from edgerun.registry import make_plan, registered
@@ -58,6 +67,7 @@ def load(
 
     calibration = options.pop("calibration", None)
     quantization = options.pop("quantization", None)
+    conversion = {"budget": options.pop("max_quality_loss", None), "check_data": options.pop("check_data", None)}
     path, card = models.resolve(model)
     model_file = ModelFile.open(Path(path))
     source = ModelSource(model_file.sha256, card.input_shapes if card else None)
@@ -70,7 +80,7 @@ def load(
     if entry.opener is None:  # the planner only picks available backends; a probe that lies ends here
         raise BackendUnavailableError(f"backend {plan.backend} cannot open models in this edgerun release")
     if plan.precision != model_file.precision:
-        model_file, plan = _converted(model_file, plan, entry, card, calibration, quantization)
+        model_file, plan = _converted(model_file, plan, entry, card, calibration, quantization, conversion)
     opened = entry.opener(model_file, plan, source)
     session = Session(model_file, plan, opened, card, capabilities=entry.capabilities, reopen=reopen)
     if batching is None or batching is False:
@@ -92,16 +102,30 @@ def _converted(
     card: ModelCard | None,
     calibration: Any,
     quantization: Any,
+    conversion: dict[str, Any],
 ) -> tuple[ModelFile, Plan]:
-    """The plan's precision as a cached artifact (Q/DQ laid out for the chosen backend), and the plan naming it."""
+    """The plan's precision as a cached, checked artifact (Q/DQ laid out for the chosen backend), and the plan
+    naming it; when no version meets the quality budget, the stored model and a plan saying why (logged once)."""
     from edgerun.precision.artifacts import precision_artifact
+    from edgerun.precision.guard import QualityCheckError
     from edgerun.precision.quantize import QuantizeOptions
     from edgerun.runtime.modelfile import ModelFile
 
     if quantization is None:  # shape the Q/DQ model for what will run it
         quantization = QuantizeOptions(target=entry.capabilities.qdq_layout(plan.device))
-    artifact = precision_artifact(
-        model_file, plan.precision, card=card, calibration=calibration, quantization=quantization
-    )
+    try:
+        artifact = precision_artifact(
+            model_file, plan.precision, card=card, calibration=calibration, quantization=quantization, **conversion
+        )
+    except QualityCheckError as exc:
+        message = f"{plan.precision} failed its quality check against fp32, running {model_file.precision}: {exc}"
+        log_once(_log, logging.WARNING, message)
+        fallen = replace(plan, precision=model_file.precision, fallbacks=(*plan.fallbacks, message), quality=exc.report)
+        return model_file, fallen
     converted = ModelFile.open(artifact.path)
-    return converted, replace(plan, artifact=str(artifact.path), reasons=(*plan.reasons, f"model: {artifact.detail}"))
+    return converted, replace(
+        plan,
+        artifact=str(artifact.path),
+        reasons=(*plan.reasons, f"model: {artifact.detail}"),
+        quality=artifact.check,
+    )

@@ -7,7 +7,9 @@ written to ``calibration/textlines/`` (fixed seed). The evaluation feeds every l
 (label ``0``) and turned by 180 degrees (label ``180``), and writes the measured accuracy into
 ``edgerun/models/ppocr-cls/card.json``; ``tests/test_models.py`` re-measures it. Another 32
 lines (seed 1, so disjoint) go to ``edgerun/models/ppocr-cls/calibration/``: the model's own
-INT8 calibration set, shipped in the package.
+INT8 calibration set, shipped in the package. Another 16 (seed 2) go to
+``edgerun/models/ppocr-cls/check/``: the samples the precision guard checks converted models on,
+held apart from calibration.
 
     python scripts/make_textlines.py
 """
@@ -36,6 +38,10 @@ SEED = 0
 PACKAGED = ROOT / "edgerun" / "models" / "ppocr-cls" / "calibration"
 PACKAGED_COUNT = 32
 PACKAGED_SEED = 1
+# A third disjoint set: what the precision guard checks FP16/INT8 models on (never calibrated on).
+CHECK = ROOT / "edgerun" / "models" / "ppocr-cls" / "check"
+CHECK_COUNT = 16
+CHECK_SEED = 2
 WORDS = (
     "total amount date invoice order number street camera stream latency frame model edge device "
     "runtime tensor student teacher quick brown fox jumps over lazy dog receipt price station exit "
@@ -97,6 +103,7 @@ def main() -> None:
     write_set(OUT, COUNT, SEED)
     shutil.copyfile(ROOT / "LICENSE", OUT / "LICENSE")
     write_set(PACKAGED, PACKAGED_COUNT, PACKAGED_SEED)
+    write_set(CHECK, CHECK_COUNT, CHECK_SEED)
     session = edgerun.load("ppocr-cls")
     assert session.card is not None
     spec = edgerun.PreprocessSpec.from_dict(session.card.preprocessing)

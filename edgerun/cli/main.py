@@ -1,4 +1,4 @@
-"""``edgerun info | run | bench | quantize | convert | compare | tune``: a thin command line.
+"""``edgerun info | run | bench | quantize | convert | compare | tune | debug``: a thin command line.
 
 Each command is the same library calls an app makes. Errors edgerun raises on purpose print
 one line and exit 1; usage errors exit 2; a bench that misses its deadline with
@@ -19,6 +19,7 @@ from rich.markup import escape
 from edgerun import __version__
 from edgerun.cli.bench import bench_cmd
 from edgerun.cli.common import CONTEXT, INTERRUPTED_EXIT, backend_options, emit_json, err, options_for, out
+from edgerun.cli.debug import debug_group
 from edgerun.cli.export import export_cmd
 from edgerun.cli.precision import compare_cmd, convert_cmd, quantize_cmd, tune_cmd
 from edgerun.cli.report import report_cmd
@@ -136,6 +137,7 @@ for _command in (
     build_cmd,
     cache_cmd,
     selftest_cmd,
+    debug_group,
 ):
     cli.add_command(_command)
 

@@ -1,11 +1,12 @@
 """Compare models on the same inputs: what a precision or compression step costs and buys.
 
 For a reference and candidates (other files, or the same model at another precision:
-``model@int8``), per output: max abs error, max error relative to the reference's range,
-cosine similarity, top-1 agreement for classifiers and mask IoU for probability maps; with
-labels, accuracy and retention versus the reference; always file size, parameters, latency
-(p50/p99 from interleaved calls, so drift hits every model alike) and speed-up. Thresholds
-turn it into a CI gate.
+``model@int8``), per output the task-aware figures of `edgerun.quality` (max abs and relative
+error, cosine similarity per output and per feature slice, top-1 agreement for classifiers,
+mask IoU for probability maps, detections kept for detectors); with labels, accuracy and
+retention versus the reference; always file size, parameters, latency (p50/p99 from
+interleaved calls, so drift hits every model alike), speed-up, and how many nodes the
+precision guard kept in FP32. Thresholds and quality budgets turn it into a CI gate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 
 from edgerun.errors import InputError, ModelError
 from edgerun.loading import load
-from edgerun.runtime.plan import as_precision
+from edgerun.quality import OutputQuality, QualityBudget, output_quality
+from edgerun.runtime.plan import Plan, as_precision
 from edgerun.runtime.session import Session
 from edgerun.stats import LatencyStats
 
@@ -30,20 +32,8 @@ KEY_COLUMNS = ("model", "size", "p50 ms", "speed-up")
 what a step costs and buys, narrow enough for an 80-column terminal; ``--wide`` shows every cell."""
 
 
-@dataclass(frozen=True)
-class OutputDiff:
-    """How one output of a candidate differs from the reference's."""
-
-    name: str
-    max_abs: float
-    max_rel: float
-    """max abs error / max abs reference value: error relative to the output's range."""
-    cosine_mean: float
-    cosine_min: float
-    top1_agreement: float | None = None
-    mask_iou: float | None = None
-    mask_agreement: float | None = None
-    """Fraction of elements on the same side of the mask threshold: top-1 agreement per pixel."""
+OutputDiff = OutputQuality
+"""The former name of `OutputQuality` (one output of a candidate against the reference's)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +49,14 @@ class ModelRow:
     retention_pct: float | None = None
     speedup: float = 1.0
     size_ratio: float = 1.0
-    outputs: list[OutputDiff] = field(default_factory=list)
+    outputs: list[OutputQuality] = field(default_factory=list)
+    kept_fp32: int | None = None
+    """Nodes the precision guard kept in FP32 (None: no guard ran, e.g. an FP32 model or a file as given)."""
+    total_nodes: int | None = None
+    """Nodes the guard considered (with `kept_fp32`: the "3/330" of the tables)."""
+    guard: str | None = None
+    """What the guard did: ``passed`` (model unchanged), ``mixed`` (nodes kept in FP32), ``fallback`` (FP32
+    served instead, with the reason after a colon) or ``failed``; None when no guard ran."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +72,15 @@ class Comparison:
     def reference(self) -> ModelRow:
         return self.rows[0]
 
-    def violations(self, *, max_accuracy_drop: float | None = None, min_cosine: float | None = None) -> list[str]:
-        """Each threshold a candidate breaks, as a sentence (empty: all pass)."""
+    def violations(
+        self,
+        *,
+        max_accuracy_drop: float | None = None,
+        min_cosine: float | None = None,
+        budget: QualityBudget | None = None,
+    ) -> list[str]:
+        """Each threshold a candidate breaks, as a sentence (empty: all pass); ``budget``: every limit of a
+        `QualityBudget` (per output, per slice, top-1, mask IoU, detections kept) for every candidate."""
         problems = []
         ref = self.reference
         for row in self.rows[1:]:
@@ -94,6 +98,8 @@ class Comparison:
                 for out in row.outputs:
                     if out.cosine_mean < min_cosine:
                         problems.append(f"{row.label}: output '{out.name}' cosine {out.cosine_mean:.5f} < {min_cosine}")
+            if budget is not None:
+                problems += [f"{row.label}: {problem}" for problem in budget.violations(row.outputs)]
         return problems
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,34 +116,54 @@ class Comparison:
             "models": rows,
         }
 
+    @property
+    def has_detections(self) -> bool:
+        """Whether an output is a detector's (the tables then show the share of detections kept)."""
+        return any(out.detections_kept is not None for row in self.rows for out in row.outputs)
+
+    @property
+    def has_guard(self) -> bool:
+        """Whether the precision guard checked a candidate (the tables then show its FP32 nodes)."""
+        return any(row.kept_fp32 is not None or row.guard is not None for row in self.rows)
+
     def cells(self, reference: str = "reference") -> list[dict[str, str]]:
-        """Every row formatted once, for the Markdown table and the terminal table alike."""
+        """Every row formatted once, for the Markdown table and the terminal table alike. Quality cells show
+        a candidate's worst output; "detections kept" and "fp32 nodes" appear only when some row has them."""
         table = []
-        for row in self.rows:
-            out = row.outputs[0] if row.outputs else None
-            table.append(
-                {
-                    "model": row.label,
-                    "precision": row.precision,
-                    "size": f"{row.size_bytes / 1024:.0f} KiB ({row.size_ratio:.2f}x)",
-                    "params": f"{row.parameters:,}",
-                    "accuracy": _pct(row.accuracy),
-                    "retention": "-" if row.retention_pct is None else f"{row.retention_pct:.1f}%",
-                    "p50 ms": f"{row.latency_ms.p50:.3f}",
-                    "p99 ms": f"{row.latency_ms.p99:.3f}",
-                    "speed-up": f"{row.speedup:.2f}x",
-                    "top-1 agreement": reference if out is None else _pct(out.top1_agreement),
-                    "cosine (mean)": reference if out is None else f"{out.cosine_mean:.5f}",
-                    "max abs err": reference if out is None else f"{out.max_abs:.3g}",
-                    "mask IoU": reference if out is None else ("-" if out.mask_iou is None else f"{out.mask_iou:.4f}"),
-                }
-            )
+        detections, guard = self.has_detections, self.has_guard
+        for index, row in enumerate(self.rows):
+            ref = index == 0 and not row.outputs
+            top1 = _worst([o.top1_agreement for o in row.outputs], min)
+            cosine = _worst([o.cosine_mean for o in row.outputs], min)
+            max_abs = _worst([o.max_abs for o in row.outputs], max)
+            iou = _worst([o.mask_iou for o in row.outputs], min)
+            cells = {
+                "model": row.label,
+                "precision": row.precision,
+                "size": f"{row.size_bytes / 1024:.0f} KiB ({row.size_ratio:.2f}x)",
+                "params": f"{row.parameters:,}",
+                "accuracy": _pct(row.accuracy),
+                "retention": "-" if row.retention_pct is None else f"{row.retention_pct:.1f}%",
+                "p50 ms": f"{row.latency_ms.p50:.3f}",
+                "p99 ms": f"{row.latency_ms.p99:.3f}",
+                "speed-up": f"{row.speedup:.2f}x",
+                "top-1 agreement": reference if ref else _pct(top1),
+                "cosine (mean)": reference if ref else ("-" if cosine is None else f"{cosine:.5f}"),
+                "max abs err": reference if ref else ("-" if max_abs is None else f"{max_abs:.3g}"),
+                "mask IoU": reference if ref else ("-" if iou is None else f"{iou:.4f}"),
+            }
+            if detections:
+                cells["detections kept"] = reference if ref else _detections_cell(row.outputs)
+            if guard:
+                cells["fp32 nodes"] = _guard_cell(row)
+            table.append(cells)
         return table
 
     def quality_columns(self) -> list[str]:
         """The main quality figure(s) among the cells: accuracy with labels, else top-1 agreement for a
-        classifier, else mean cosine similarity; and mask IoU when a mask threshold was given."""
-        diffs = [row.outputs[0] for row in self.rows if row.outputs]
+        classifier, else mean cosine similarity; mask IoU for probability maps (or with a mask threshold);
+        the share of detections kept for detectors."""
+        diffs = [out for row in self.rows for out in row.outputs]
         if self.reference.accuracy is not None:
             columns = ["accuracy"]
         elif any(diff.top1_agreement is not None for diff in diffs):
@@ -146,11 +172,13 @@ class Comparison:
             columns = ["cosine (mean)"]
         if any(diff.mask_iou is not None for diff in diffs):
             columns.append("mask IoU")
+        if self.has_detections:
+            columns.append("detections kept")
         return columns
 
     def key_columns(self) -> list[str]:
-        """The cells worth a glance: `KEY_COLUMNS`, then `quality_columns`."""
-        return [*KEY_COLUMNS, *self.quality_columns()]
+        """The cells worth a glance: `KEY_COLUMNS`, then `quality_columns`, then the guard's FP32 nodes if any."""
+        return [*KEY_COLUMNS, *self.quality_columns(), *(["fp32 nodes"] if self.has_guard else [])]
 
     def markdown(self) -> str:
         """A table users can paste into a README or a pull request."""
@@ -167,6 +195,49 @@ class Comparison:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
+
+
+def _worst(values: Sequence[float | None], pick: Callable[[list[float]], float]) -> float | None:
+    present = [v for v in values if v is not None]
+    return pick(present) if present else None
+
+
+def _detections_cell(outputs: Sequence[OutputQuality]) -> str:
+    """The detector output that keeps the smallest share: ``25.0% of 76``."""
+    found = [o for o in outputs if o.detections_kept is not None]
+    if not found:
+        return "-"
+    worst = min(found, key=lambda o: o.detections_kept or 0.0)
+    return f"{worst.detections_kept:.1%} of {worst.detections}"
+
+
+def _guard_cell(row: ModelRow) -> str:
+    """``3/330`` nodes kept in FP32, ``fp32 (fallback)`` when the guard served FP32, ``-`` without a guard."""
+    if row.guard is not None and row.guard.startswith("fallback"):
+        return "fp32 (fallback)"
+    if row.kept_fp32 is None:
+        return "-"
+    return f"{row.kept_fp32}/{row.total_nodes}" if row.total_nodes is not None else str(row.kept_fp32)
+
+
+def guard_of(plan: Plan) -> tuple[int | None, int | None, str | None]:
+    """(nodes kept in FP32, nodes considered, what the guard did) from ``plan.quality``, all None when no
+    guard ran (see `ModelRow.guard`)."""
+    quality = plan.quality
+    if not isinstance(quality, Mapping):
+        return None, None, None
+    names = quality.get("kept_fp32")
+    kept = len(names) if isinstance(names, Sequence) and not isinstance(names, str) else None
+    total = quality.get("total_nodes")
+    total = total if isinstance(total, int) and not isinstance(total, bool) else None
+    fallback = quality.get("fallback")
+    if fallback:
+        verdict = f"fallback: {fallback}"
+    elif quality.get("passed") is False:
+        verdict = "fallback" if plan.precision == "fp32" else "failed"
+    else:
+        verdict = "mixed" if kept else "passed"
+    return kept, total, verdict
 
 
 def split_precision(spec: str | os.PathLike[str]) -> tuple[str, str]:
@@ -231,10 +302,15 @@ def compare(
     iterations: int = 100,
     threads: int | None = None,
     mask_threshold: float | None = None,
+    declared: Mapping[str, Any] | None = None,
     names: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """Run ``models`` (the first is the reference) on ``inputs`` and measure them side by side."""
+    """Run ``models`` (the first is the reference) on ``inputs`` and measure them side by side.
+
+    ``declared``: output kinds (a model card's ``outputs``, see `edgerun.quality.output_kind`);
+    ``labels_output`` is judged as class scores.
+    """
     if len(models) < 2:
         raise ModelError(None, "compare needs a reference and at least one candidate")
     count = len(next(iter(inputs.values())))
@@ -264,6 +340,7 @@ def compare(
             if index == 0:
                 ref_acc = accuracy
             ref_row = rows[0] if rows else None
+            kept_fp32, total_nodes, guard = guard_of(session.plan)
             rows.append(
                 ModelRow(
                     label=labels_of[index],
@@ -280,9 +357,19 @@ def compare(
                     outputs=[]
                     if index == 0
                     else [
-                        _diff(name, outputs[0][name], produced[name], name == class_output, mask_threshold)
+                        output_quality(
+                            name,
+                            outputs[0][name],
+                            produced[name],
+                            kind="classes" if name == labels_output else None,
+                            declared=declared,
+                            mask_threshold=mask_threshold,
+                        )
                         for name in outputs[0]
                     ],
+                    kept_fp32=kept_fp32,
+                    total_nodes=total_nodes,
+                    guard=guard,
                 )
             )
     finally:
@@ -298,33 +385,6 @@ def _classifier_output(session: Session, produced: Mapping[str, np.ndarray]) -> 
         if value.ndim == 2 and value.shape[1] > 1 and value.dtype.kind == "f":
             return spec.name
     return None
-
-
-def _diff(name: str, ref: np.ndarray, got: np.ndarray, classifier: bool, mask_threshold: float | None) -> OutputDiff:
-    r = ref.astype(np.float64).reshape(len(ref), -1)
-    g = got.astype(np.float64).reshape(len(got), -1)
-    error = np.abs(g - r)
-    scale = float(np.max(np.abs(r))) or 1.0
-    norms = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
-    dots = np.einsum("ij,ij->i", r, g)
-    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(error.max(axis=1) == 0, 1.0, 0.0))
-    top1 = float((r.argmax(axis=1) == g.argmax(axis=1)).mean()) if classifier else None
-    iou = agreement = None
-    if mask_threshold is not None:
-        a, b = r >= mask_threshold, g >= mask_threshold
-        union = np.logical_or(a, b).sum()
-        iou = float(np.logical_and(a, b).sum() / union) if union else 1.0
-        agreement = float((a == b).mean()) if a.size else 1.0
-    return OutputDiff(
-        name=name,
-        max_abs=float(error.max()) if error.size else 0.0,
-        max_rel=float(error.max()) / scale if error.size else 0.0,
-        cosine_mean=float(cosine.mean()),
-        cosine_min=float(cosine.min()),
-        top1_agreement=top1,
-        mask_iou=iou,
-        mask_agreement=agreement,
-    )
 
 
 def _interleaved_latency(

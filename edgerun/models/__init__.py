@@ -44,6 +44,8 @@ class ModelCard:
     notes: list[str] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
     """INT8 calibration data shipped with the model: ``source`` (relative to its folder), ``samples``."""
+    check: dict[str, Any] | None = None
+    """Held-out samples the precision guard checks FP16/INT8 versions on: ``source``, ``samples``."""
     folder: Path = Path()
 
     @property

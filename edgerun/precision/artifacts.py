@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgerun import __version__
 from edgerun.errors import UnsupportedPrecisionError
+from edgerun.precision.guard import QualityCheckError
 from edgerun.runtime.modelfile import ModelFile
 from edgerun.storage import ManifestStore, cache_dir, digest, writable
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
     from edgerun.precision.quantize import QuantizeOptions
+    from edgerun.quality import QualityBudget
 
 _log = logging.getLogger("edgerun")
 
@@ -36,6 +39,8 @@ class Artifact:
     built: bool
     """True when this call built it; False when it came from the cache."""
     detail: str
+    check: dict[str, Any] | None = None
+    """The precision guard's report (`GuardResult.to_dict`), recorded in the manifest; None when not checked."""
 
 
 def precision_artifact(
@@ -46,37 +51,90 @@ def precision_artifact(
     calibration: Any = None,
     quantization: QuantizeOptions | None = None,
     folder: Path | None = None,
+    budget: QualityBudget | Mapping[str, float] | None = None,
+    check_data: Any = None,
 ) -> Artifact:
-    """The cached ``precision`` version of ``model``, built first if needed."""
+    """The cached ``precision`` version of ``model``, built and checked against FP32 first if needed.
+
+    The check (`edgerun.precision.guard`) holds the model to ``budget`` (defaults per precision;
+    a mapping overrides single metrics) on ``check_data``, else the card's check set, else data
+    held apart from calibration, else random inputs. A model that misses it is mixed (nodes kept
+    in FP32); if no mix meets it, `QualityCheckError` says why, and that verdict is cached too.
+    """
     import onnxruntime
 
     from edgerun.precision.quantize import QuantizeOptions
 
     quantization = quantization or QuantizeOptions()
+    budget = resolve_budget(precision, budget)
     settings: dict[str, Any] = {"precision": precision, "onnxruntime": onnxruntime.__version__, "edgerun": __version__}
+    source: Any = None
+    samples: int | None = None
     if precision == "int8":
         source, samples = _calibration_source(model, card, calibration)
         settings.update(quantization.key(), calibration=_fingerprint(source), samples=samples)
-    elif precision != "fp16":
+    elif precision == "fp16":
+        if check_data is None and calibration is not None:  # FP16 needs no calibration: the data checks it
+            check_data = calibration
+    else:
         raise UnsupportedPrecisionError(
             f"{model.path}: edgerun cannot convert an {model.precision} model to {precision}"
         )
+    settings["check"] = {"budget": budget.to_dict(), "data": _check_fingerprint(card, check_data)}
     key = digest(model.sha256, settings)
     store = ManifestStore(writable(folder or cache_dir() / "models"))
     entry = store.root / model.sha256[:16] / f"{precision}-{key[:16]}.onnx"
+    verdict = entry.with_suffix(".verdict")
     expected = {"source_sha256": model.sha256, "settings": settings}
     warning = f"cached {precision} model %s is stale or corrupt: rebuilding it (%s)"
     with store.lock(entry):  # a second process converting this model waits here, then finds it cached
-        if store.lookup(entry, expected, _opens, warning=warning) is not None:
-            return Artifact(entry, precision, False, f"{precision} model from the cache ({entry})")
+        found = store.lookup(entry, expected, _opens, warning=warning)
+        if found is not None:
+            return Artifact(
+                entry, precision, False, f"{precision} model from the cache ({entry})", found.manifest.get("check")
+            )
+        refused = store.lookup(
+            verdict, expected, warning=f"cached {precision} verdict %s is stale: checking again (%s)"
+        )
+        if refused is not None:
+            raise QualityCheckError(str(refused.manifest.get("message")), dict(refused.manifest.get("check") or {}))
         # about the size of the result, for a full disk's message: fp16 halves the weights, int8 quarters them
-        with store.writing(entry, size=model.path.stat().st_size // (4 if precision == "int8" else 2)) as temp:
-            if precision == "int8":
-                detail = _build_int8(model, temp, card, source, samples, quantization)
-            else:
-                detail = _build_fp16(model, temp, card)
-        store.seal(entry, {**expected, "source_path": str(model.path), "detail": detail})
-    return Artifact(entry, precision, True, f"{detail}; cached at {entry}")
+        try:
+            with store.writing(entry, size=model.path.stat().st_size // (4 if precision == "int8" else 2)) as temp:
+                if precision == "int8":
+                    detail, check = _build_int8(model, temp, card, source, samples, quantization, budget, check_data)
+                else:
+                    detail, check = _build_fp16(model, temp, card, budget, check_data)
+        except QualityCheckError as exc:
+            store.store(verdict, b"refused", {**expected, "message": str(exc), "check": exc.report})
+            raise
+        store.seal(entry, {**expected, "source_path": str(model.path), "detail": detail, "check": check})
+    return Artifact(entry, precision, True, f"{detail}; cached at {entry}", check)
+
+
+def resolve_budget(precision: str, budget: QualityBudget | Mapping[str, float] | None) -> QualityBudget:
+    """The budget for ``precision``: the defaults, with a mapping's metrics overriding them, or ``budget`` itself."""
+    from edgerun.quality import QualityBudget
+
+    if isinstance(budget, QualityBudget):
+        return budget
+    defaults = QualityBudget.for_precision(precision if precision in ("fp16", "int8") else "fp16")
+    return defaults.with_overrides(**dict(budget)) if budget else defaults
+
+
+def _check_fingerprint(card: ModelCard | None, check_data: Any) -> Any:
+    """Identity of the check data (part of the key: other check data, another verdict)."""
+    if check_data is not None:
+        if isinstance(check_data, (str, os.PathLike)):
+            return _fingerprint(check_data)
+        from edgerun.precision.calibration import CalibrationData, open_calibration
+
+        if not isinstance(check_data, CalibrationData):
+            check_data = open_calibration(check_data, [])  # arrays by input name: hashed as given
+        return check_data.sha256
+    if card is not None and card.check:
+        return ["card", card.check, _fingerprint(card.folder / card.check["source"])]
+    return "held out from calibration, or random"
 
 
 def _opens(path: Path) -> None:
@@ -126,29 +184,44 @@ def _build_int8(
     source: Any,
     samples: int | None,
     options: QuantizeOptions,
-) -> str:
+    budget: QualityBudget,
+    check_data: Any,
+) -> tuple[str, dict[str, Any]]:
+    """Quantize ``model`` into ``target`` (a cache's temporary path), checked; returns what was done and the check."""
     from edgerun.data.preprocess import PreprocessSpec
     from edgerun.precision.calibration import CalibrationData, open_calibration
-    from edgerun.precision.quantize import quantize
+    from edgerun.precision.checks import check_samples, hold_out
+    from edgerun.precision.guard import guard_int8
 
     if isinstance(source, CalibrationData):
         data = source
     else:
         spec = PreprocessSpec.from_dict(card.preprocessing) if card is not None else None
         data = open_calibration(source, model.inputs, preprocess=spec, samples=samples)
-    result = quantize(model.path, target, data, options)
-    if result.quantized_count == 0:  # raised inside the cache's write: only an accepted model reaches it
-        raise UnsupportedPrecisionError(f"{model.path}: INT8 quantization quantized nothing; precision int8 is moot")
-    ops = ", ".join(f"{count} {op}" for op, count in sorted(result.quantized.items()))
-    return f"int8 Q/DQ ({options.method}, {'per-channel' if options.per_channel else 'per-tensor'}; {ops}) " + (
-        f"calibrated on {data.count} samples of {data.source}"
+    if check_data is not None or (card is not None and card.check):
+        check = check_samples(model, card, check_data)
+    else:
+        data, held = hold_out(data)
+        check = held or check_samples(model, card, data)
+    result = guard_int8(model, target, data, check, options, budget, declared=_declared(card))
+    return (
+        f"int8 Q/DQ ({options.method}, {'per-channel' if options.per_channel else 'per-tensor'}) "
+        f"calibrated on {data.count} samples of {data.source}; {result.summary()}",
+        result.to_dict(),
     )
 
 
-def _build_fp16(model: ModelFile, target: Path, card: ModelCard | None) -> str:
-    """Convert ``model`` to FP16 at ``target`` (a temporary path of the cache); returns what was done."""
-    from edgerun.precision.convert import convert_fp16
+def _build_fp16(
+    model: ModelFile, target: Path, card: ModelCard | None, budget: QualityBudget, check_data: Any
+) -> tuple[str, dict[str, Any]]:
+    """Convert ``model`` to FP16 at ``target`` (a cache's temporary path), checked; returns what was done, the check."""
+    from edgerun.precision.checks import check_samples
+    from edgerun.precision.guard import guard_fp16
 
-    result = convert_fp16(model.path, target, shapes=card.input_shapes if card else None)
-    error = f", max abs error {result.max_abs_error:.2g} vs fp32" if result.max_abs_error is not None else ""
-    return f"fp16 weights with fp32 inputs/outputs ({result.fp16_tensors} tensors{error})"
+    result = guard_fp16(model, target, check_samples(model, card, check_data), budget, declared=_declared(card))
+    return f"fp16 weights with fp32 inputs/outputs; {result.summary()}", result.to_dict()
+
+
+def _declared(card: ModelCard | None) -> dict[str, Any] | None:
+    """What the card declares about its outputs (detector layouts), for the quality metrics."""
+    return getattr(card, "outputs", None) or None

@@ -135,11 +135,13 @@ def quantize(
     options: QuantizeOptions | None = None,
     *,
     cache: Path | None = None,
+    warn_if_empty: bool = True,
 ) -> QuantizeResult:
     """Write an INT8 version of ``model`` to ``output``; static mode needs ``calibration``.
 
     ``cache`` is the folder for calibration ranges (default: edgerun's user cache); pass a
-    folder of your own to keep them with a project.
+    folder of your own to keep them with a project. ``warn_if_empty`` False: a result that
+    quantized nothing is only recorded in ``warnings`` (the precision guard probes such mixes).
     """
     options = options or QuantizeOptions()
     started = time.perf_counter()
@@ -157,7 +159,7 @@ def quantize(
     output = Path(output)
     warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgerun-quantize-") as tmp:
-        prepared = _prepare(source, Path(tmp))
+        prepared = prepare_for_int8(source, Path(tmp))
         excluded = _resolve_exclusions(prepared, options.exclude, source.path)
         if options.keep_head_float:
             excluded = sorted(set(excluded) | set(head_nodes(prepared)))
@@ -179,7 +181,8 @@ def quantize(
                 f"NOTHING WAS QUANTIZED in {source.path.name}: the output has no Q/DQ nodes and no INT8 weights; "
                 "it will run exactly like the fp32 model. Check --exclude and that the model has Conv/MatMul/Gemm."
             )
-            _log.warning(message)
+            if warn_if_empty:
+                _log.warning(message)
             warnings.append(message)
         with atomic_path(output) as temp:
             shutil.copyfile(quantized_path, temp)  # a copy: the temp folder may be another file system
@@ -197,8 +200,12 @@ def quantize(
     )
 
 
-def _prepare(source: ModelFile, tmp: Path) -> onnx.ModelProto:
-    """Opset >= 13 and ORT's quantization pre-processing (optimisation + shape inference)."""
+def prepare_for_int8(source: ModelFile, tmp: Path) -> onnx.ModelProto:
+    """Opset >= 13, ORT's quantization pre-processing (optimisation + shape inference), every node named.
+
+    Exclusions (``QuantizeOptions.exclude``, the precision guard's kept nodes) name nodes of this graph;
+    it is deterministic, so the guard analyses the same graph the quantizer then excludes from.
+    """
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization.shape_inference import quant_pre_process

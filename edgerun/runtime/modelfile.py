@@ -22,7 +22,7 @@ from edgerun.specs import UNNAMED_DIM, Dim, TensorSpec
 from edgerun.storage import file_sha256
 
 if TYPE_CHECKING:
-    from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
+    from onnx import GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
 
 _QUANTIZED_OPS = frozenset(
     {
@@ -110,7 +110,7 @@ def _parse(path: Path) -> ModelProto:
         proto = onnx.load_model(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
         raise ModelError(
-            path, f"not a readable ONNX model (corrupt, truncated or another file type): {_first_line(exc)}"
+            path, f"not a readable ONNX model (corrupt, truncated or another file type): {_whole_message(exc)}"
         ) from exc
     except OSError as exc:
         raise ModelError(path, f"cannot be read: {exc.strerror or exc}") from exc
@@ -134,12 +134,13 @@ def _check_structure(proto: ModelProto, path: Path, has_external_data: bool) -> 
     try:
         onnx.checker.check_model(str(path) if has_external_data else proto)
     except onnx.checker.ValidationError as exc:
-        raise ModelError(path, f"invalid ONNX model: {_first_line(exc)}") from exc
+        raise ModelError(path, f"invalid ONNX model: {_whole_message(exc)}") from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _whole_message(exc: BaseException) -> str:
+    """The library's whole message on one line: a checker's node dump after "of node:" is the useful part."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
 
 
 def graph_tensors(graph: GraphProto) -> Iterator[TensorProto]:
@@ -233,22 +234,100 @@ def _stored_precision(graph: GraphProto) -> str:
     return counts.most_common(1)[0][0] if counts else "fp32"
 
 
+_SCALE_AND_ZERO_POINT_INPUTS: dict[str, tuple[int, ...]] = {
+    "QuantizeLinear": (1, 2),
+    "DequantizeLinear": (1, 2),
+    "MatMulInteger": (2, 3),
+    "ConvInteger": (2, 3),
+    "QLinearConv": (1, 2, 4, 5, 6, 7),
+    "QLinearMatMul": (1, 2, 4, 5, 6, 7),
+    "QGemm": (1, 2, 4, 5, 7, 8),
+    "QLinearAdd": (1, 2, 4, 5, 6, 7),
+    "QLinearMul": (1, 2, 4, 5, 6, 7),
+    "DynamicQuantizeMatMul": (2, 3),
+    "MatMulIntegerToFloat": (2, 3, 4, 5),
+    "MatMulNBits": (2, 3),
+}
+"""Inputs that are quantization parameters, not weights, per operator (ONNX and com.microsoft)."""
+
+_WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
+    "DequantizeLinear": (0,),
+    "MatMulInteger": (0, 1),
+    "ConvInteger": (0, 1),
+    "QLinearConv": (3, 8),
+    "QLinearMatMul": (0, 3),
+    "QGemm": (0, 3, 6),
+    "DynamicQuantizeMatMul": (1, 4),
+    "MatMulIntegerToFloat": (1, 6),
+    "MatMulNBits": (1,),
+}
+"""Inputs that hold (quantized) weights or biases of any integer type, such as QLinearConv's int32 bias."""
+
+
+def _all_nodes(graph: GraphProto) -> Iterator[NodeProto]:
+    """Nodes of a graph and of its subgraphs (If, Loop, Scan)."""
+    from onnx import AttributeProto
+
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            elif attr.type == AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _all_nodes(sub)
+
+
+def _named_tensors(graph: GraphProto) -> Iterator[tuple[str, TensorProto]]:
+    """Each initializer and constant tensor with the name the graph uses for it (a Constant's output)."""
+    from onnx import AttributeProto
+
+    for tensor in graph.initializer:
+        yield tensor.name, tensor
+    for node in _all_nodes(graph):
+        for attr in node.attribute:
+            if attr.type == AttributeProto.TENSOR:
+                name = node.output[0] if node.op_type == "Constant" and node.output else attr.t.name
+                yield name, attr.t
+            elif attr.type == AttributeProto.TENSORS:
+                for tensor in attr.tensors:
+                    yield tensor.name, tensor
+            elif attr.type == AttributeProto.GRAPH:
+                yield from ((t.name, t) for t in attr.g.initializer)
+            elif attr.type == AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from ((t.name, t) for t in sub.initializer)
+
+
 def _parameter_count(graph: GraphProto) -> int:
-    """Elements of weight tensors, comparable between an fp32 model and its fp16 / Q/DQ versions."""
+    """Elements of weight tensors, comparable between an fp32 model and its fp16, Q/DQ and dynamically quantized
+    versions: float tensors and 8-bit (or narrower) integer tensors, wider integer tensors only where a quantized
+    operator takes weights (an int32 bias), never the scales and zero points of quantization."""
     from onnx import TensorProto
 
     floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
-    qdq_params: set[str] = set()
-    dequantized: set[str] = set()
-    for node in graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            qdq_params.update(node.input[1:])
-            if node.op_type == "DequantizeLinear":
-                dequantized.add(node.input[0])
+    narrow = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4}
+    params: set[str] = set()
+    weights: set[str] = set()
+    for node in _all_nodes(graph):
+        for index in _SCALE_AND_ZERO_POINT_INPUTS.get(node.op_type, ()):
+            if index < len(node.input):
+                params.add(node.input[index])
+        for index in _WEIGHT_INPUTS.get(node.op_type, ()):
+            if index < len(node.input):
+                weights.add(node.input[index])
+    tensors = list(_named_tensors(graph))
+    names = {name for name, _ in tensors}
+    # ONNX Runtime's quantizers name a weight's parameters after it ("W_quantized", "W_scale", "W_zero_point");
+    # dynamic quantization multiplies the scales in plain Mul nodes, where no operator table finds them.
+    for name in names:
+        if name.endswith("_quantized"):
+            base = name[: -len("_quantized")]
+            params.update((f"{base}_scale", f"{base}_zero_point"))
     total = 0
-    for tensor in graph_tensors(graph):
-        if tensor.name in qdq_params:
+    for name, tensor in tensors:
+        if name in params:
             continue
-        if tensor.data_type in floats or tensor.name in dequantized:
+        if tensor.data_type in floats or tensor.data_type in narrow or name in weights:
             total += int(np.prod(tensor.dims, dtype=np.int64))
     return total

@@ -51,6 +51,8 @@ class Plan:
     """Each preferred choice that was not possible, with the reason: never silent."""
     artifact: str | None = None
     """The converted model that runs when ``precision`` differs from the stored one."""
+    quality: Mapping[str, Any] | None = None
+    """The precision guard's check of that conversion against FP32 (figures, nodes kept in FP32, verdict)."""
 
     def describe(self) -> str:
         """A few lines for terminals and logs."""
@@ -61,6 +63,8 @@ class Plan:
         ]
         lines += [f"fallback: {f}" for f in self.fallbacks]
         lines += [f"why: {r}" for r in self.reasons]
+        if self.quality is not None:
+            lines.append(f"quality: {self.quality.get('summary', '')}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +80,7 @@ class Plan:
             "reasons": list(self.reasons),
             "fallbacks": list(self.fallbacks),
             "artifact": self.artifact,
+            "quality": None if self.quality is None else dict(self.quality),
         }
 
 

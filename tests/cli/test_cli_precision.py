@@ -12,10 +12,12 @@ import pytest
 import edgerun
 from edgerun import models
 from edgerun.cli.main import main
+from edgerun.runtime.device import current_device
 from edgerun.runtime.modelfile import ModelFile
 
 from .. import onnx_factory
 from ..precision_helpers import DIGITS_CALIB, DIGITS_FOLDER, DIGITS_TEST, inspect_qdq, relu_only
+from ..precision_models import FP16_OVERFLOW_NODE, fp16_overflow_one_node, mlp_inputs
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
@@ -40,14 +42,41 @@ def test_quantize_with_an_image_folder(capsys: pytest.CaptureFixture[str], tmp_p
     out = tmp_path / "teacher-int8.onnx"
     code, stdout, _ = run_cli(capsys, "quantize", "digits-teacher", "--calib", DIGITS_FOLDER, "-o", out)
     assert code == 0
+    assert stdout.splitlines()[0] == "target cpu: the Q/DQ layout of onnxruntime on cpu (this device's plan)"
     text = " ".join(stdout.split())
     bare = "".join(stdout.split())  # rich may break a long path anywhere: compare it without whitespace
-    assert f"wrote{out}(staticINT8,targettensorrt" in bare
+    assert f"wrote{out}(staticINT8,targetcpu" in bare
     assert "quantized: 3 Conv, 2 Gemm; left in float: none;" in text
-    assert f"calibration: 200 samples of {DIGITS_FOLDER}, minmax ranges" in text
+    assert f"calibration: 200 samples of {DIGITS_FOLDER}, minmax ranges" in text, "the card's check set is apart"
+    assert "check: int8 checked against fp32 on 64 samples of" in text
+    assert "digits-test.npz:passed;0of" in bare, "nothing kept in FP32"
     report = inspect_qdq(out)
     assert len(report.int8_weight_ops) == 5
-    assert all(np.all(zp == 0) for zp in report.activation_zero_points)
+    assert {zp.dtype for zp in report.activation_zero_points} == {np.dtype(np.uint8)}, "the CPU layout"
+    code, stdout, _ = run_cli(
+        capsys, "quantize", "digits-teacher", "--calib", DIGITS_FOLDER, "-o", out, "--target", "tensorrt"
+    )
+    assert code == 0
+    assert stdout.splitlines()[0] == "target tensorrt: as given (--target)"
+    assert all(np.all(zp == 0) for zp in inspect_qdq(out).activation_zero_points)
+
+
+def test_quantize_target_auto_follows_device_and_backend(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["quantize", "digits-teacher", "--calib", DIGITS_CALIB, "-o", tmp_path / "q.onnx"]
+    code, stdout, _ = run_cli(capsys, *args, "--json")
+    assert code == 0
+    result = json.loads(stdout)
+    assert (result["target"], result["check"]["passed"]) == ("cpu", True)
+    assert result["target_reason"] == "target cpu: the Q/DQ layout of onnxruntime on cpu (this device's plan)"
+    code, stdout, _ = run_cli(capsys, *args, "--backend", "onnxruntime", "--device", "cpu")
+    assert code == 0
+    assert stdout.splitlines()[0] == (
+        "target cpu: the Q/DQ layout of onnxruntime on cpu (the plan for --device cpu --backend onnxruntime)"
+    )
+    if not current_device().has_nvidia_gpu:
+        code, _, err = run_cli(capsys, *args, "--device", "cuda")
+        assert code == 1
+        assert_one_line_error(err, "--target auto plans for this device", "has no NVIDIA GPU", "--target tensorrt")
 
 
 def test_quantize_json_and_the_range_cache(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -207,25 +236,124 @@ def test_convert_fp16(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     code, stdout, _ = run_cli(capsys, "convert", "digits-teacher", "--fp16", "-o", out)
     assert code == 0
     text = " ".join(stdout.split())
-    assert f"wrote {out} (10 tensors in FP16" in text
-    assert "max abs output difference to FP32 on seeded random inputs:" in text
+    assert f"wrote {out} (FP16 weights and arithmetic, FP32 inputs/outputs)" in text
+    assert "check: fp16 checked against fp32 on 64 samples of" in text, "the card's check set"
+    assert "passed; 0 of 12 nodes kept in FP32; 'logits' cosine 1.00000, top-1 agreement 100.00%; 1 probe" in text
+    assert "random inputs" not in text
     assert ModelFile.open(out).precision == "fp16"
     code, stdout, _ = run_cli(capsys, "convert", "ppocr-cls", "--fp16", "-o", tmp_path / "c16.onnx", "--json")
     assert code == 0
     result = json.loads(stdout)
+    assert result["output"] == str(tmp_path / "c16.onnx")
+    check = result["check"]
+    assert (check["passed"], check["kept_fp32"], check["random_inputs"]) == (True, [], False)
+    assert check["after"][0]["top1_agreement"] == 1.0
+    assert result["note"] is None
+
+
+def test_convert_without_the_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "t16.onnx"
+    code, stdout, _ = run_cli(capsys, "convert", "digits-teacher", "--fp16", "-o", out, "--no-check")
+    assert code == 0
+    text = " ".join(stdout.split())
+    assert f"wrote {out} (10 tensors in FP16" in text
+    assert "max abs output difference to FP32 on seeded random inputs:" in text
+    assert "check: skipped (--no-check)" in text
+    assert ModelFile.open(out).precision == "fp16"
+    args = ["convert", "ppocr-cls", "--fp16", "-o", tmp_path / "c.onnx", "--no-check", "--json"]
+    code, stdout, _ = run_cli(capsys, *args)
+    assert code == 0
+    result = json.loads(stdout)
     assert result["validated_shapes"] == {"x": [1, 3, 48, 192]}, "the card's shape"
     assert 0 <= result["max_abs_error"] < 0.01
+    assert result["check"] is None
 
 
 def test_convert_a_user_model_with_free_dims(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     copy = shutil.copy(models.path("ppocr-cls"), tmp_path / "cls.onnx")
-    code, stdout, _ = run_cli(capsys, "convert", copy, "--fp16", "-o", tmp_path / "a.onnx")
-    assert code == 0
-    assert "loaded, not run: give --shape" in " ".join(stdout.split())
+    code, _, err = run_cli(capsys, "convert", copy, "--fp16", "-o", tmp_path / "a.onnx")
+    assert code == 1
+    assert_one_line_error(err, "cls.onnx: no check data, and random inputs need concrete input shapes", "--shape x=")
+    assert not (tmp_path / "a.onnx").exists()
     args = ["convert", copy, "--fp16", "-o", tmp_path / "b.onnx", "--json"]
     code, stdout, _ = run_cli(capsys, *args, "--shape", "x=2x3x32x100")
     assert code == 0
-    assert json.loads(stdout)["validated_shapes"] == {"x": [2, 3, 32, 100]}
+    result = json.loads(stdout)
+    assert result["check"]["samples"] == "8 seeded random samples (seed 0)"
+    assert "prove little about real data" in result["note"]
+    code, stdout, _ = run_cli(capsys, "convert", copy, "--fp16", "-o", tmp_path / "c.onnx", "--no-check")
+    assert code == 0
+    assert "loaded, not run: give --shape" in " ".join(stdout.split())
+
+
+def test_convert_keeps_the_node_that_overflows_fp16(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = onnx_factory.save(fp16_overflow_one_node(), tmp_path / "overflow.onnx")
+    x = mlp_inputs(16)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "mixed.onnx"
+    code, stdout, _ = run_cli(capsys, "convert", model, "--fp16", "--data", tmp_path / "x.npy", "-o", out)
+    assert code == 0
+    text = " ".join(stdout.split())
+    assert "nodes kept in FP32)" in text
+    assert f"kept in FP32: {FP16_OVERFLOW_NODE} (MatMul): output 'overflow_out' reaches" in text
+    assert "random inputs" not in text
+    with edgerun.load(model) as fp32, edgerun.load(out) as mixed:
+        np.testing.assert_allclose(mixed.run(x)["logits"], fp32.run(x)["logits"], rtol=1e-2, atol=1e-2)
+    code, stdout, _ = run_cli(capsys, "convert", model, "--fp16", "-o", tmp_path / "r.onnx", "--json")
+    assert code == 0
+    result = json.loads(stdout)
+    assert FP16_OVERFLOW_NODE in result["check"]["kept_fp32"]
+    assert result["check"]["random_inputs"] is True
+    assert "prove little" in result["note"]
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice encountered")
+@pytest.mark.parametrize("command", ["convert", "quantize"])
+def test_no_mix_meets_the_budget_exit_3_and_nothing_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """Check samples on which FP32 itself gives NaN: no version, not even one kept all in FP32, can match it."""
+    model = onnx_factory.save(fp16_overflow_one_node(), tmp_path / "overflow.onnx")
+    x = mlp_inputs(16)
+    x[::2, 2] = np.nan  # half the samples: below every budget's cosine (int8: 0.9)
+    np.save(tmp_path / "nan.npy", x)
+    np.save(tmp_path / "calib.npy", mlp_inputs(32, seed=1))
+    out = tmp_path / "out.onnx"
+    extra = ["--fp16"] if command == "convert" else ["--calib", tmp_path / "calib.npy"]
+    args = [command, model, *extra, "--data", tmp_path / "nan.npy", "-o", out]
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 3
+    text = " ".join(stdout.split())
+    assert "FAILED: output 'logits' has a mean cosine similarity" in text
+    assert f"{out} not written: no mix of precisions meets the quality budget" in text
+    assert "threshold violated:" in err
+    assert "version meets the quality budget on 16 samples of" in " ".join(err.split())
+    assert not out.exists()
+    code, stdout, _ = run_cli(capsys, *args, "--json")
+    assert code == 3
+    result = json.loads(stdout)
+    assert (result["written"], result["check"]["passed"]) == (False, False)
+    assert not out.exists()
+
+
+def test_quantize_without_the_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["quantize", "digits-teacher", "--calib", DIGITS_CALIB, "-o", tmp_path / "q.onnx", "--no-check"]
+    code, stdout, _ = run_cli(capsys, *args)
+    assert code == 0
+    assert "check: skipped (--no-check)" in stdout
+    code, stdout, _ = run_cli(capsys, *args, "--json")
+    assert (json.loads(stdout)["check"], json.loads(stdout)["check_skipped"]) == (None, "skipped (--no-check)")
+
+
+def test_quantize_budget_flags(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["quantize", "digits-teacher", "--calib", DIGITS_CALIB, "-o", tmp_path / "q.onnx", "--json"]
+    code, stdout, _ = run_cli(capsys, *args, "--min-top1", "0.5", "--min-cosine", "0.8")
+    assert code == 0
+    budget = json.loads(stdout)["check"]["budget"]
+    assert (budget["min_top1"], budget["min_cosine"], budget["min_slice_cosine"]) == (0.5, 0.8, 0.9)
+    code, _, err = run_cli(capsys, *args, "--min-cosine", "1.1")
+    assert code == 2
+    assert "--min-cosine" in err
 
 
 def test_convert_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -280,6 +408,18 @@ def test_compare_exit_3_on_a_violated_cosine(capsys: pytest.CaptureFixture[str])
     assert code == 3
     assert "digits-student: output 'logits' cosine" in " ".join(err.split())
     assert run_cli(capsys, *args, "--min-cosine", "-1")[0] == 0
+
+
+def test_compare_holds_candidates_to_a_quality_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["compare", "digits-teacher", "--data", DIGITS_TEST, "--iterations", "2", "--quality-budget", "int8"]
+    code, stdout, _ = run_cli(capsys, *args[:2], "digits-teacher@int8", *args[2:], "--wide")
+    assert code == 0
+    assert "fp32 nodes" in stdout, "the guard's figures are in the table"
+    code, _, err = run_cli(capsys, *args[:2], "digits-student", *args[2:])
+    assert code == 3
+    assert "FAIL digits-student: output 'logits' has a mean cosine similarity of" in " ".join(err.split())
+    code, _, err = run_cli(capsys, *args[:2], "digits-student", *args[2:-1], "fp32")
+    assert code == 2
 
 
 def test_compare_labels_from_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -360,6 +500,9 @@ def test_tune(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: p
         "-o", out, "--iterations", "3", "--json", report, "--markdown", tmp_path / "tune.md",
     )  # fmt: skip
     assert code == 0
+    assert stdout.splitlines()[0] == "target cpu: the Q/DQ layout of onnxruntime on cpu (this device's plan)", (
+        "tune and quantize agree"
+    )
     result = json.loads(report.read_text())
     assert f"chosen: {result['chosen']} (quality drop" in " ".join(stdout.split())
     assert result["criterion"] == "accuracy points vs the reference"
@@ -376,7 +519,7 @@ def test_tune(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: p
     for model in result["comparison"]["models"]:
         assert any(model["label"] in line for line in lines), f"{model['label']} is not whole on a line"
     header = next(line for line in lines if line.startswith("model "))
-    assert header.split() == ["model", "p50", "ms", "speed-up", "quality", "drop"]
+    assert header.split() == ["model", "p50", "ms", "speed-up", "quality", "drop", "fp32", "nodes"]
     assert max(len(line) for line in lines[: lines.index(header) + 9]) <= 80
 
 

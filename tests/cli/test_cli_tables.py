@@ -19,7 +19,7 @@ from ..precision_helpers import DIGITS_TEST
 MODELS = ("digits-teacher", "digits-student", "digits-student@int8", "digits-teacher@int8")
 ALL_COLUMNS = (
     "model", "precision", "size", "params", "accuracy", "retention", "p50 ms", "p99 ms", "speed-up",
-    "top-1 agreement", "cosine (mean)", "max abs err", "mask IoU",
+    "top-1 agreement", "cosine (mean)", "max abs err", "mask IoU", "fp32 nodes",
 )  # fmt: skip
 
 
@@ -50,13 +50,13 @@ def test_compare_shows_the_key_columns_at_80_columns(tmp_path: Path) -> None:
     text = compare_at(80, "--json", tmp_path / "c.json")
     assert_readable(text, 80)
     header = next(line for line in text.splitlines() if line.startswith("model "))
-    assert header.split() == ["model", "size", "p50", "ms", "speed-up", "accuracy"]
+    assert header.split() == ["model", "size", "p50", "ms", "speed-up", "accuracy", "fp32", "nodes"]
     report = json.loads((tmp_path / "c.json").read_text())
     int8 = next(row for row in report["models"] if row["label"] == "digits-student@int8")
     row = next(line for line in text.splitlines() if line.startswith("digits-student@int8 "))
     assert f"{int8['accuracy']:.2%}" in row
     assert f"{int8['speedup']:.2f}x" in row
-    assert "--wide shows all 13" in text
+    assert "--wide shows all 14" in text
 
 
 def test_wide_shows_every_column_at_80_columns_as_blocks() -> None:

@@ -120,11 +120,22 @@ def test_mask_iou_on_thresholded_maps(tmp_path: Path, offset: float, threshold: 
     assert diff.max_abs == pytest.approx(abs(offset), abs=1e-6)
 
 
-def test_mask_iou_is_absent_without_a_threshold(tmp_path: Path) -> None:
-    path = onnx_factory.save(offset_map(0.1), tmp_path / "m.onnx")
-    result = compare([path, path], {"m": np.zeros((2, 1, 8, 8), np.float32)}, **FAST)
-    assert result.rows[1].outputs[0].mask_iou is None
-    assert result.rows[1].outputs[0].mask_agreement is None
+def test_without_a_threshold_only_probability_maps_get_a_mask_iou(tmp_path: Path) -> None:
+    """A 4-D output in [0, 1] is a probability map, thresholded at 0.5; one outside [0, 1] has no mask."""
+    reference = onnx_factory.save(offset_map(0.0), tmp_path / "m.onnx")
+    candidate = onnx_factory.save(offset_map(0.2), tmp_path / "m-shifted.onnx")
+    probabilities = {"m": np.random.default_rng(2).random((4, 1, 8, 8), dtype=np.float32) * np.float32(0.8)}
+    (diff,) = compare([reference, candidate], probabilities, **FAST).rows[1].outputs
+    a, b = probabilities["m"] >= 0.5, probabilities["m"] + np.float32(0.2) >= 0.5
+    assert diff.kind == "map"
+    assert diff.mask_threshold == 0.5
+    assert diff.mask_iou == pytest.approx(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
+    assert diff.mask_agreement == pytest.approx((a == b).mean())
+    logits = {"m": np.random.default_rng(2).standard_normal((4, 1, 8, 8)).astype(np.float32) * 3}
+    (diff,) = compare([reference, candidate], logits, **FAST).rows[1].outputs
+    assert diff.kind == "values"
+    assert diff.mask_iou is None
+    assert diff.mask_agreement is None
 
 
 def test_accuracy_and_retention_with_labels(teacher_vs_student: Comparison) -> None:
@@ -249,3 +260,94 @@ def test_labels_of_the_wrong_length_are_an_error() -> None:
     images, labels = digits_test()
     with pytest.raises(EdgerunError, match="labels"):
         compare(["digits-teacher", "digits-student"], {"image": images}, labels=labels[:10], **FAST)
+
+
+# --- task-aware quality: detectors, budgets, the precision guard ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def detector_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The YOLO-style test detector in FP32, naively quantized (per-tensor final Concat), and with it kept float."""
+    from edgerun.precision.calibration import CalibrationData
+    from edgerun.precision.quantize import QuantizeOptions, quantize
+
+    from ..precision_models import YOLO_CONCAT_NODE, yolo_detector, yolo_inputs
+
+    folder = tmp_path_factory.mktemp("detector")
+    fp32 = onnx_factory.save(yolo_detector(), folder / "yolo.onnx")
+    calibration = CalibrationData({"images": yolo_inputs(16, seed=1)})
+    quantize(fp32, folder / "naive.onnx", calibration, QuantizeOptions(target="cpu"))
+    quantize(fp32, folder / "head.onnx", calibration, QuantizeOptions(target="cpu", exclude=(YOLO_CONCAT_NODE,)))
+    return fp32, folder / "naive.onnx", folder / "head.onnx"
+
+
+def test_a_detector_comparison_reports_the_detections_kept(detector_files: tuple[Path, Path, Path]) -> None:
+    """The issue's failure: naive INT8 of a YOLO-style head keeps few detections behind a cosine of 0.9999."""
+    from edgerun.quality import QualityBudget
+
+    from ..precision_models import yolo_inputs
+
+    fp32, naive, head = detector_files
+    result = compare([fp32, naive, head], {"images": yolo_inputs(8)}, names=["fp32", "naive", "head"], **FAST)
+    ref, broken, fixed = result.rows
+    (lost,), (kept,) = broken.outputs, fixed.outputs
+    assert lost.kind == kept.kind == "detections"
+    assert lost.cosine_mean > 0.999, "a global metric hides the loss"
+    assert lost.detections == kept.detections
+    assert lost.detections is not None
+    assert lost.detections > 50
+    assert lost.detections_kept is not None
+    assert lost.detections_kept < 0.5
+    assert kept.detections_kept is not None
+    assert kept.detections_kept >= 0.9
+    assert result.quality_columns() == ["cosine (mean)", "detections kept"]
+    assert result.key_columns() == ["model", "size", "p50 ms", "speed-up", "cosine (mean)", "detections kept"]
+    cells = result.cells()
+    assert cells[0]["detections kept"] == "reference"
+    assert cells[1]["detections kept"] == f"{lost.detections_kept:.1%} of {lost.detections}"
+    assert "fp32 nodes" not in cells[0], "no guard ran on files given as they are"
+    assert (ref.kept_fp32, ref.guard, broken.kept_fp32, broken.guard) == (None, None, None, None)
+    problems = result.violations(budget=QualityBudget.for_precision("int8"))
+    assert f"naive: output 'output0' keeps {round(lost.detections_kept * lost.detections)} of {lost.detections}" in (
+        " ".join(problems)
+    )
+    assert not any(p.startswith("head:") for p in problems), problems
+    assert result.violations(min_cosine=0.999) == [], "what --min-cosine alone would have certified"
+    assert "detections kept" in result.markdown().splitlines()[0]
+
+
+def test_the_guard_columns_show_nodes_kept_in_fp32(reference: Path, x: dict[str, np.ndarray]) -> None:
+    from dataclasses import replace
+
+    from edgerun.compare.comparison import guard_of
+
+    result = compare([reference, reference], x, **FAST, names=["fp32", "fp16 mixed"])
+    with edgerun.load(reference) as session:
+        plan = session.plan
+    assert guard_of(plan) == (None, None, None)
+    mixed = replace(plan, precision="fp16", quality={"passed": True, "kept_fp32": ["a", "b", "c"], "total_nodes": 330})
+    clean = replace(plan, precision="fp16", quality={"passed": True, "kept_fp32": [], "total_nodes": 330})
+    fallback = replace(plan, quality={"passed": False, "kept_fp32": [], "total_nodes": 330, "fallback": "no mix"})
+    assert guard_of(mixed) == (3, 330, "mixed")
+    assert guard_of(clean) == (0, 330, "passed")
+    assert guard_of(fallback) == (0, 330, "fallback: no mix")
+    assert guard_of(replace(plan, quality={"passed": False, "kept_fp32": [], "total_nodes": 9})) == (0, 9, "fallback")
+    candidate = replace(result.rows[1], kept_fp32=3, total_nodes=330, guard="mixed")
+    served_fp32 = replace(result.rows[1], label="fp16 fell back", kept_fp32=0, total_nodes=330, guard="fallback: x")
+    guarded = replace(result, rows=[result.rows[0], candidate, served_fp32])
+    assert guarded.has_guard
+    assert [row["fp32 nodes"] for row in guarded.cells()] == ["-", "3/330", "fp32 (fallback)"]
+    assert guarded.key_columns()[-1] == "fp32 nodes"
+    assert "fp32 nodes" not in result.cells()[1]
+    assert json.loads(json.dumps(guarded.to_dict()))["models"][1]["kept_fp32"] == 3
+
+
+def test_a_budget_in_violations(reference: Path, x: dict[str, np.ndarray], tmp_path: Path) -> None:
+    from edgerun.quality import QualityBudget
+
+    candidate = onnx_factory.save(scaled_matmul(-1.0), tmp_path / "neg.onnx")
+    result = compare([reference, candidate], x, names=["ref", "negated"], **FAST)
+    problems = result.violations(budget=QualityBudget.for_precision("int8"))
+    assert problems[0].startswith("negated: output 'y' has a mean cosine similarity of -1.00000")
+    assert any("top-1 agreement of 0.00%" in p for p in problems)
+    assert compare([reference, reference], x, **FAST).violations(budget=QualityBudget.for_precision("fp16")) == []

@@ -17,6 +17,7 @@ from edgerun.compare.comparison import Comparison
 from edgerun.compare.tune import TuneResult, Variant, default_variants, tune
 from edgerun.precision.calibration import CalibrationData, open_calibration
 from edgerun.precision.quantize import QuantizeOptions
+from edgerun.quality import QualityBudget
 from edgerun.runtime.modelfile import ModelFile
 
 from .. import onnx_factory
@@ -68,7 +69,12 @@ def test_tune_with_labels_chooses_a_variant_within_budget(tuned: TuneResult) -> 
     for row in tuned.comparison.rows:
         assert row.accuracy is not None
         assert tuned.drops[row.label] == pytest.approx(max(0.0, (ref.accuracy - row.accuracy) * 100))  # type: ignore[operator]
-    eligible = [row for row in tuned.comparison.rows if tuned.drops[row.label] <= 1.0]
+    for name, why in tuned.refused.items():
+        row = next(row for row in tuned.comparison.rows if row.label == name)
+        assert why == "; ".join(QualityBudget.for_precision(row.precision).violations(row.outputs))
+    eligible = [
+        row for row in tuned.comparison.rows if tuned.drops[row.label] <= 1.0 and row.label not in tuned.refused
+    ]
     assert tuned.chosen == min(eligible, key=lambda row: row.latency_ms.p50).label, "the fastest eligible one"
 
 
@@ -188,7 +194,7 @@ def test_variants_that_cannot_be_built_are_skipped_with_the_reason(tmp_path: Pat
     assert set(result.skipped) == {"bf16", "int8 bad exclude", "int8 all float"}
     assert "unknown variant precision bf16" in result.skipped["bf16"]
     assert "--exclude 'Nope' names no node" in result.skipped["int8 bad exclude"]
-    assert result.skipped["int8 all float"] == "nothing was quantized"
+    assert "INT8 quantization quantized nothing" in result.skipped["int8 all float"]
     assert [row.label for row in result.comparison.rows] == ["fp32 (reference)", "fp16"]
     assert result.chosen in ("fp32 (reference)", "fp16")
 
@@ -196,17 +202,10 @@ def test_variants_that_cannot_be_built_are_skipped_with_the_reason(tmp_path: Pat
 def test_when_no_variant_can_be_built_the_reasons_are_reported(tmp_path: Path, calib: CalibrationData) -> None:
     images, _ = digits_test()
     variants = [Variant("int8 all float", "int8", QuantizeOptions(exclude=("Conv", "Gemm")))]
-    result = None
-    message = ""
-    try:
-        result = tune(TEACHER, tmp_path / "t.onnx", calibration=calib, inputs={"image": images[:50]}, variants=variants)
-    except edgerun.EdgerunError as exc:
-        message = str(exc)
-    if result is None:
-        assert "nothing was quantized" in message
-    else:
-        assert result.chosen == "fp32 (reference)"
-        assert result.skipped == {"int8 all float": "nothing was quantized"}
+    with pytest.raises(edgerun.ConversionError, match="no variant could be built") as caught:
+        tune(TEACHER, tmp_path / "t.onnx", calibration=calib, inputs={"image": images[:50]}, variants=variants)
+    assert "int8 all float: " in str(caught.value)
+    assert "quantized nothing" in str(caught.value)
 
 
 def test_a_negative_budget_is_a_config_error(tmp_path: Path, calib: CalibrationData) -> None:
@@ -222,3 +221,57 @@ def test_a_negative_budget_is_a_config_error(tmp_path: Path, calib: CalibrationD
             variants=[Variant("fp16", "fp16")],
             iterations=3,
         )
+
+
+def test_tune_never_certifies_a_detector_that_loses_detections(tmp_path: Path) -> None:
+    """The issue: naive INT8 of a YOLO-style head had a mean cosine of 0.9993 and was certified with "quality
+    drop 0.07 points". Now its drop counts the detections lost, and its INT8 budget refuses it at any points budget."""
+    from ..precision_models import YOLO_CONCAT_NODE, yolo_detector, yolo_inputs
+
+    path = onnx_factory.save(yolo_detector(), tmp_path / "yolo.onnx")
+    calibration = CalibrationData({"images": yolo_inputs(16, seed=1)})
+    variants = [
+        Variant("int8 naive", "int8", QuantizeOptions(target="cpu")),
+        Variant("int8 float head", "int8", QuantizeOptions(target="cpu", exclude=(YOLO_CONCAT_NODE,))),
+    ]
+    result = tune(
+        path,
+        tmp_path / "best.onnx",
+        calibration=calibration,
+        inputs={"images": yolo_inputs(8)},
+        variants=variants,
+        max_accuracy_drop=100.0,
+        iterations=2,
+    )
+    rows = {row.label: row for row in result.comparison.rows}
+    # the guard mixed the naive variant (its plain conversion keeps < 50%: see test_guard) before tune measured it
+    assert rows["int8 naive"].guard == "mixed"
+    assert rows["int8 naive"].kept_fp32 is not None
+    assert rows["int8 naive"].kept_fp32 >= 1
+    for label in ("int8 naive", "int8 float head"):
+        (output,) = rows[label].outputs
+        assert output.detections_kept is not None
+        assert output.detections_kept >= 0.9, f"{label} certified while losing detections"
+        assert result.drops[label] >= 100 * (1 - output.detections_kept)
+    assert "100 x (1 - share of FP32 detections kept)" in result.criterion
+    cells = {row["model"]: row for row in result.cells()}
+    assert cells["int8 naive"]["fp32 nodes"] == f"{rows['int8 naive'].kept_fp32}/{rows['int8 naive'].total_nodes}"
+    assert "fp32 nodes" in result.key_columns()
+
+
+def test_a_given_budget_replaces_the_precision_defaults(tmp_path: Path, calib: CalibrationData) -> None:
+    images, _ = digits_test()
+    impossible = QualityBudget.for_precision("fp16").with_overrides(min_cosine=1.0, min_top1=1.0)
+    # the guard holds every variant to the given budget: no mix meets it, so none is built
+    with pytest.raises(edgerun.ConversionError, match="no variant could be built") as caught:
+        tune(
+            TEACHER,
+            tmp_path / "t.onnx",
+            calibration=calib,
+            inputs={"image": images[:60]},
+            variants=[Variant("int8", "int8", QuantizeOptions(target="cpu"))],
+            max_accuracy_drop=100.0,
+            iterations=2,
+            budget=impossible,
+        )
+    assert "below the budget's 1" in str(caught.value)

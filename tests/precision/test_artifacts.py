@@ -69,7 +69,10 @@ def test_bundled_models_load_at_another_precision(cache: Path, name: str, precis
 def test_the_plan_says_where_the_int8_model_came_from(cache: Path) -> None:
     with edgerun.load("digits-teacher", precision="int8") as session:
         reason = session.plan.reasons[-1]
-        assert "int8 Q/DQ (minmax, per-tensor; 3 Conv, 2 Gemm) calibrated on 256 samples of" in reason
+        assert "int8 Q/DQ (minmax, per-tensor) calibrated on 256 samples of" in reason
+        assert "int8 checked against fp32 on 64 samples of" in reason  # the card's held-out check set
+        assert session.plan.quality is not None
+        assert session.plan.quality["passed"] is True
         assert "digits-calib.npz" in reason
         assert f"cached at {session.plan.artifact}" in reason
         assert "as requested, from the fp32 model by conversion" in " ".join(session.plan.reasons)

@@ -191,3 +191,67 @@ def test_fp16_ppocr_cls_tracks_fp32_at_any_shape(tmp_path: Path, height: int, wi
         (got,) = half.run(x).values()
         (want,) = full.run(x).values()
     assert np.abs(got - want).max() < 0.02
+
+
+def test_kept_nodes_stay_fp32_and_are_reported(tmp_path: Path, teacher_fp16: ConvertResult) -> None:
+    assert teacher_fp16.kept_nodes == ()
+    assert teacher_fp16.total_nodes == 12
+    head = "/head/head.4/Gemm"
+    mixed = convert_fp16(TEACHER, tmp_path / "mixed.onnx", keep=[head])
+    assert mixed.kept_nodes == (head,)
+    assert mixed.total_nodes == 12
+    assert mixed.fp16_tensors == teacher_fp16.fp16_tensors - 2
+    proto = onnx.load(str(mixed.output))
+    gemm = next(n for n in proto.graph.node if n.name == head)
+    kinds = {t.name: t.data_type for t in proto.graph.initializer}
+    assert [kinds[name] for name in gemm.input[1:]] == [TensorProto.FLOAT, TensorProto.FLOAT]
+    assert abs(correct_on_digits_test(mixed.output) - correct_on_digits_test(TEACHER)) <= 1
+    assert mixed.max_abs_error is not None
+    assert mixed.max_abs_error < 0.05
+
+
+def test_nodes_to_keep_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(edgerun.EdgerunError, match=r"not found in the model: nonesuch"):
+        convert_fp16(TEACHER, tmp_path / "x.onnx", keep=["nonesuch"])
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def cdist_model() -> onnx.ModelProto:
+    """x @ W -> com.microsoft CDist: onnxruntime runs it in FP32 only (float and double kernels)."""
+    rng = np.random.default_rng(12)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+            helper.make_node("CDist", ["h", "C"], ["y"], name="cdist", domain="com.microsoft", metric="euclidean"),
+        ],
+        "cdist",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [
+            numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "W"),
+            numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "C"),
+        ],
+    )
+    return onnx_factory._model(graph, extra_domains=("com.microsoft",))
+
+
+def test_a_model_onnxruntime_rejects_names_the_source_never_the_temporary_file(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    cache = tmp_path / "cache-4d2f"
+    cache.mkdir()
+    source = onnx_factory.save(cdist_model(), tmp_path / "models" / "cdist.onnx")
+    target = cache / ".fp16-0123abcd.onnx.x7k2p9qz.tmp"  # where an artifact is converted: a temporary name
+    with pytest.raises(ConversionError) as raised:
+        convert_fp16(source, target)
+    message = str(raised.value)
+    assert message.startswith(f"{source}: the FP16 model does not load: ")
+    assert "cache-4d2f" not in message
+    assert ".tmp" not in message
+    # the whole of onnxruntime's message, to its last words (not cut at a line or a colon)
+    assert "Type 'tensor(float16)' of input parameter (h) of operator (CDist) in node (cdist) is invalid." in message
+    assert "add its type to block" in message
+    assert os.listdir(cache) == []
+    blocked = convert_fp16(source, target, block=(*SENSITIVE_OPS, "CDist"))
+    assert blocked.kept_nodes == ("cdist",)
+    assert blocked.max_abs_error is not None
+    assert blocked.max_abs_error < 0.01

@@ -1,0 +1,143 @@
+"""The samples a converted model is checked on, and where they came from.
+
+In order of preference: data the caller gives (``--data``, ``load(..., calibration=...)`` for
+FP16), the model card's held-out check set for bundled models, a share of the calibration
+data held apart from INT8 calibration, and only as a last resort seeded random inputs, with a
+visible note that random inputs prove little about real data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgerun.errors import CalibrationError
+from edgerun.logs import log_once
+from edgerun.specs import TensorSpec
+
+if TYPE_CHECKING:
+    from edgerun.models import ModelCard
+    from edgerun.precision.calibration import CalibrationData
+    from edgerun.runtime.modelfile import ModelFile
+
+_log = logging.getLogger("edgerun")
+
+RANDOM_COUNT = 8
+"""Seeded random samples when there is no data at all."""
+HELD_OUT_SHARE = 4
+"""One calibration sample in this many is held apart for the check when nothing else exists."""
+RANDOM_NOTE = (
+    "checked on seeded random inputs, which prove little about real data: give check data "
+    "(load(..., calibration=...), --data or --calib)"
+)
+
+
+@dataclass(frozen=True)
+class CheckSamples:
+    """Inputs by name (batch axis first) and a description of their origin."""
+
+    inputs: dict[str, np.ndarray]
+    source: str
+    random: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    @property
+    def note(self) -> str | None:
+        """What a reader of the check's figures must know about the samples (random inputs), or None."""
+        return RANDOM_NOTE if self.random else None
+
+    def describe(self) -> str:
+        if self.random:
+            return f"{self.count} seeded random samples ({self.source})"
+        return f"{self.count} samples of {self.source}"
+
+    def check_fits(self, specs: Sequence[TensorSpec], label: str) -> None:
+        """Samples for every input in ``specs``, of their dtypes and fixed sizes; `CalibrationError` if not."""
+        from edgerun.precision.calibration import CalibrationData
+
+        CalibrationData(self.inputs, source=f"check samples ({self.source})").check_fits(specs, Path(label).name)
+
+    def fingerprint(self) -> str:
+        """Identity of the samples (part of cache keys: other check data, other verdict)."""
+        from edgerun.storage import digest
+
+        return digest(*[(name, array.dtype.str, array.shape, array.tobytes()) for name, array in self.inputs.items()])
+
+
+def check_samples(
+    model: ModelFile,
+    card: ModelCard | None,
+    data: Any = None,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+) -> CheckSamples:
+    """Check samples for ``model``: ``data`` if given (path, arrays, `CalibrationData`), the card's, or random."""
+    if data is not None:
+        return _from_data(model, card, data, samples, seed)
+    if card is not None and card.check:
+        source = (card.folder / card.check["source"]).resolve()
+        return _from_data(model, card, source, samples or card.check.get("samples"), seed)
+    return random_samples(model, card, seed=seed)
+
+
+def random_samples(model: ModelFile, card: ModelCard | None, *, seed: int = 0) -> CheckSamples:
+    """Seeded random inputs at the card's shapes (or the model's), with the note logged once."""
+    from edgerun.data.synthetic import random_feeds
+
+    shapes = {name: [RANDOM_COUNT, *dims[1:]] for name, dims in card.input_shapes.items()} if card else None
+    try:
+        feeds = random_feeds(model.inputs, RANDOM_COUNT, shapes, seed=seed)
+    except Exception as exc:  # free dimensions nobody named: nothing to run the check on
+        raise CalibrationError(
+            f"{model.path}: no check data, and random inputs need concrete input shapes ({exc}); "
+            "give check data (--data, or calibration=...)"
+        ) from exc
+    log_once(_log, logging.WARNING, f"{model.path.name}: {RANDOM_NOTE}")
+    return CheckSamples(feeds, f"seed {seed}", random=True)
+
+
+def hold_out(calibration: CalibrationData) -> tuple[CalibrationData, CheckSamples | None]:
+    """Split one sample in `HELD_OUT_SHARE` off ``calibration`` for the check (None: too few to split)."""
+    from edgerun.precision.calibration import CalibrationData
+
+    count = calibration.count
+    if count < HELD_OUT_SHARE * 2:
+        return calibration, None
+    held = np.arange(count) % HELD_OUT_SHARE == HELD_OUT_SHARE - 1
+    kept = CalibrationData(
+        {k: v[~held] for k, v in calibration.samples.items()},
+        batch_size=calibration.batch_size,
+        source=f"{calibration.source} (without the held-out check samples)",
+    )
+    check = CheckSamples(
+        {k: v[held] for k, v in calibration.samples.items()}, f"{calibration.source}, held apart from calibration"
+    )
+    return kept, check
+
+
+def _from_data(model: ModelFile, card: ModelCard | None, data: Any, samples: int | None, seed: int) -> CheckSamples:
+    from edgerun.precision.calibration import CalibrationData, open_calibration
+
+    if isinstance(data, CheckSamples):
+        return data
+    if isinstance(data, CalibrationData):
+        return CheckSamples(dict(data.samples), data.source)
+    if isinstance(data, (str, os.PathLike)):
+        from edgerun.data.preprocess import PreprocessSpec
+        from edgerun.data.samples import load_samples
+
+        spec = PreprocessSpec.from_dict(card.preprocessing) if card is not None else None
+        loaded = load_samples(data, model.inputs, preprocess=spec, samples=samples, seed=seed)
+        return CheckSamples(loaded.inputs, loaded.source)
+    opened = open_calibration(data if not isinstance(data, Mapping) else dict(data), model.inputs, samples=samples)
+    return CheckSamples(dict(opened.samples), opened.source)
