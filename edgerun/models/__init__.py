@@ -46,6 +46,8 @@ class ModelCard:
     """INT8 calibration data shipped with the model: ``source`` (relative to its folder), ``samples``."""
     check: dict[str, Any] | None = None
     """Held-out samples the precision guard checks FP16/INT8 versions on: ``source``, ``samples``."""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """What each output is, where its shape does not say (`edgerun.quality.output_kind` declarations)."""
     folder: Path = Path()
 
     @property

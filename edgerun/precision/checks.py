@@ -86,7 +86,8 @@ def check_samples(
         return _from_data(model, card, data, samples, seed)
     if card is not None and card.check:
         source = (card.folder / card.check["source"]).resolve()
-        return _from_data(model, card, source, samples or card.check.get("samples"), seed)
+        found = _from_data(model, card, source, samples or card.check.get("samples"), seed)
+        return CheckSamples(found.inputs, f"{card.name}'s check set ({card.check['source']})")
     return random_samples(model, card, seed=seed)
 
 

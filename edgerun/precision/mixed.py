@@ -4,9 +4,9 @@ Each probe is a real conversion run on the check samples (``evaluate``). The ord
 (most models pass here, one probe); the culprits named from measured ranges; then, as
 Polygraphy's ``debug precision`` does by hand, bisection over the remaining nodes in
 topological order for the shortest suffix and the shortest prefix that pass, the span they
-share, and delta-debugging style shrinking of it in halves, quarters, ... while probes remain. Everything kept is the
-answer only if the model then meets its budget: if even every node in higher precision fails,
-there is no mix.
+share, and delta-debugging style shrinking of it in halves, quarters, ... while probes remain.
+A mix keeps at most half the nodes (more is FP32 in all but name): if neither the largest
+allowed suffix nor the largest allowed prefix passes, there is no mix.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def find_mix(
 ) -> MixResult:
     """The nodes (of ``order``) to keep so that ``evaluate`` passes; ``culprits`` are tried first.
 
-    No mix (``kept`` None) when even keeping every node fails, or the smallest set found keeps
-    more than ``max_kept_share`` of the nodes.
+    No mix (``kept`` None) when neither the largest prefix nor the largest suffix a mix may keep
+    (``max_kept_share`` of the nodes) passes.
     """
     search = _Search(order, evaluate, max_probes, int(max_kept_share * len(order)))
     if search.passes((), "first check"):
@@ -68,15 +68,28 @@ def find_mix(
     if base and search.passes(base, "nodes named by measured ranges"):
         return search.result(base)
     rest = [n for n in order if n not in named]
-    if not rest or not search.passes([*base, *rest], "every node kept"):
+    room = min(len(rest), search.max_kept - len(base))
+    if room <= 0:
         return search.result(None)
-    suffix = search.shortest(base, rest, lambda k: rest[len(rest) - k :], "bisect from the outputs")
-    prefix = search.shortest(base, rest, lambda k: rest[:k], "bisect from the inputs")
-    # the shortest suffix starts at the first node needed, the shortest prefix ends at the last one:
-    # what they share holds every needed node when keeping more never hurts
-    window = rest[len(rest) - suffix : prefix]
-    if len(window) in (0, min(suffix, prefix)) or not search.passes([*base, *window], "between the two"):
-        window = rest[len(rest) - suffix :] if suffix <= prefix else rest[:prefix]
+    # the largest windows a mix may keep: if neither passes, no smaller one will
+    suffix_ok = search.passes([*base, *rest[len(rest) - room :]], "largest suffix allowed")
+    prefix_ok = search.passes([*base, *rest[:room]], "largest prefix allowed")
+    if not (suffix_ok or prefix_ok):
+        return search.result(None)
+    suffix = (
+        search.shortest(base, rest, lambda k: rest[len(rest) - k :], "bisect from the outputs", room)
+        if (suffix_ok)
+        else room
+    )
+    prefix = search.shortest(base, rest, lambda k: rest[:k], "bisect from the inputs", room) if prefix_ok else room
+    if suffix_ok and prefix_ok:
+        # the shortest suffix starts at the first node needed, the shortest prefix ends at the last one:
+        # what they share holds every needed node when keeping more never hurts
+        window = rest[len(rest) - suffix : prefix]
+        if len(window) in (0, min(suffix, prefix)) or not search.passes([*base, *window], "between the two"):
+            window = rest[len(rest) - suffix :] if suffix <= prefix else rest[:prefix]
+    else:
+        window = rest[len(rest) - suffix :] if suffix_ok else rest[:prefix]
     window = search.shrink(base, window)
     return search.result([*base, *window])
 
@@ -101,9 +114,11 @@ class _Search:
         self.probes.append(Probe(stage, len(set(keep)), passed, time.perf_counter() - started, detail))
         return passed
 
-    def shortest(self, base: list[str], rest: list[str], window: Callable[[int], list[str]], stage: str) -> int:
-        """The smallest k whose window (with ``base``) passes; k = len(rest) is known to pass, k = 0 to fail."""
-        low, high = 0, len(rest)
+    def shortest(
+        self, base: list[str], rest: list[str], window: Callable[[int], list[str]], stage: str, high: int
+    ) -> int:
+        """The smallest k whose window (with ``base``) passes; k = ``high`` is known to pass, k = 0 to fail."""
+        low = 0
         while high - low > 1 and self.left > 0:
             middle = (low + high) // 2
             if self.passes([*base, *window(middle)], stage):

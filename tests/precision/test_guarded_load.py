@@ -86,3 +86,13 @@ def test_the_budget_is_part_of_the_cache_key(cache: Path) -> None:
 def test_an_unknown_budget_field_is_a_config_error(cache: Path) -> None:
     with pytest.raises(edgerun.ConfigError, match="min_cosinus"):
         edgerun.load("digits-teacher", precision="fp16", max_quality_loss={"min_cosinus": 0.9})
+
+
+def test_ppocr_det_int8_invents_text_on_photos_so_fp32_is_served(cache: Path) -> None:
+    """Calibrated on text lines, INT8 finds text in china.jpg where FP32 finds none; no mix under half the nodes
+    fixes it at the card's 480x480, so load() serves FP32 and says why instead of returning wrong masks."""
+    with edgerun.load("ppocr-det", precision="int8") as session:
+        assert session.plan.precision == "fp32"
+        assert session.plan.quality is not None
+        assert session.plan.quality["passed"] is False
+        assert any("int8 failed its quality check" in f and "check set" in f for f in session.plan.fallbacks)

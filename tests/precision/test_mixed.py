@@ -44,16 +44,24 @@ def test_culprits_are_not_measured_when_the_first_check_passes() -> None:
     assert find_mix(ORDER, Lazy(), needs(set())).kept == ()
 
 
-def test_no_mix_when_even_everything_kept_fails() -> None:
+def test_no_mix_when_even_the_largest_allowed_windows_fail() -> None:
     result = find_mix(ORDER, [], lambda keep: (False, "impossible budget"))
     assert result.kept is None
-    assert result.probes[-1].stage == "every node kept"
+    assert [p.stage for p in result.probes] == ["first check", "largest suffix allowed", "largest prefix allowed"]
+    assert {p.kept for p in result.probes[1:]} == {len(ORDER) // 2}
+
+
+def test_a_mix_never_keeps_more_than_half_the_nodes() -> None:
+    """Needing the first and the last node: no prefix or suffix of half the model holds both, so no mix."""
+    result = find_mix(ORDER, [], needs({"n0", "n59"}))
+    assert result.kept is None
+    assert find_mix(ORDER, [], needs({"n0", "n59"}), max_kept_share=1.0).kept is not None
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.sets(st.sampled_from(ORDER), min_size=1, max_size=3), st.sets(st.sampled_from(ORDER), max_size=2))
 def test_the_answer_always_passes_and_stays_small(required: set[str], culprits: set[str]) -> None:
-    result = find_mix(ORDER, sorted(culprits), needs(required), max_probes=60)
+    result = find_mix(ORDER, sorted(culprits), needs(required), max_probes=60, max_kept_share=1.0)
     assert result.kept is not None
     assert required <= set(result.kept)
     # the culprits stay (they were measured), the rest is shrunk to what is needed plus little
