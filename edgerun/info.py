@@ -7,13 +7,18 @@ without opening a backend.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgerun import __version__
 from edgerun.errors import EdgerunError
 from edgerun.registry import registered
 from edgerun.runtime.defaults import DeviceDefaults
 from edgerun.runtime.device import DeviceProfile
+
+if TYPE_CHECKING:
+    from edgerun.models import ModelCard
+    from edgerun.runtime.modelfile import ModelFile
+    from edgerun.runtime.plan import Plan
 
 
 def device_report(profile: DeviceProfile) -> dict[str, Any]:
@@ -79,11 +84,24 @@ def model_report(
             model_file, profile, device=device, backend=backend, precision=as_precision(precision), options=options
         )
         report["plan"] = plan.to_dict()
+        report["plan"]["quality"] = _recorded_check(model_file, plan, card)
+        report["plan"]["converted"] = plan.precision != model_file.precision
         report["plan_error"] = None
     except EdgerunError as exc:  # the model is fine; say why it cannot run here
         report["plan"] = None
         report["plan_error"] = str(exc)
     return report
+
+
+def _recorded_check(model_file: ModelFile, plan: Plan, card: ModelCard | None) -> dict[str, Any] | None:
+    """The precision guard's check of the converted model this plan runs, if a load already made it."""
+    if plan.precision == model_file.precision:
+        return None
+    from edgerun.precision.artifacts import cached_check
+    from edgerun.precision.quantize import QuantizeOptions
+
+    layout = registered()[plan.backend].capabilities.qdq_layout(plan.device)
+    return cached_check(model_file, plan.precision, card=card, quantization=QuantizeOptions(target=layout))
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:

@@ -105,6 +105,11 @@ def render_plan(console: Console, plan: dict[str, Any] | None, error: str | None
         console.print(f"  [yellow]fallback:[/yellow] {escape(fallback)}")
     for reason in plan["reasons"]:
         console.print(f"  why: {escape(reason)}")
+    quality = plan.get("quality")
+    if quality:
+        console.print(f"  quality: {escape(str(quality.get('summary', '')))}")
+    elif plan.get("converted"):
+        console.print("  quality: not checked yet: the first load converts the model and checks it against fp32")
 
 
 def render_bench(console: Console, result: BenchResult) -> None:
@@ -160,6 +165,9 @@ def render_bench(console: Console, result: BenchResult) -> None:
     console.print("device: " + escape(", ".join(facts)))
     for fallback in data["fallbacks"]:
         console.print(f"[yellow]fallback:[/yellow] {escape(fallback)}")
+    quality = data["plan"].get("quality")
+    if quality:
+        console.print(f"quality: {escape(str(quality.get('summary', '')))}")
     for warning in data["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for note in data["notes"]:

@@ -22,7 +22,7 @@ from edgerun import __version__
 from edgerun.errors import UnsupportedPrecisionError
 from edgerun.precision.guard import QualityCheckError
 from edgerun.runtime.modelfile import ModelFile
-from edgerun.storage import ManifestStore, cache_dir, digest, writable
+from edgerun.storage import ManifestStore, cache_dir, digest, read_json, writable
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
@@ -61,31 +61,11 @@ def precision_artifact(
     held apart from calibration, else random inputs. A model that misses it is mixed (nodes kept
     in FP32); if no mix meets it, `QualityCheckError` says why, and that verdict is cached too.
     """
-    import onnxruntime
-
-    from edgerun.precision.quantize import QuantizeOptions
-
-    quantization = quantization or QuantizeOptions()
-    budget = resolve_budget(precision, budget)
-    settings: dict[str, Any] = {"precision": precision, "onnxruntime": onnxruntime.__version__, "edgerun": __version__}
-    source: Any = None
-    samples: int | None = None
-    if precision == "int8":
-        source, samples = _calibration_source(model, card, calibration)
-        settings.update(quantization.key(), calibration=_fingerprint(source), samples=samples)
-    elif precision == "fp16":
-        if check_data is None and calibration is not None:  # FP16 needs no calibration: the data checks it
-            check_data = calibration
-    else:
-        raise UnsupportedPrecisionError(
-            f"{model.path}: edgerun cannot convert an {model.precision} model to {precision}"
-        )
-    settings["check"] = {"budget": budget.to_dict(), "data": _check_fingerprint(card, check_data)}
-    key = digest(model.sha256, settings)
-    store = ManifestStore(writable(folder or cache_dir() / "models"))
-    entry = store.root / model.sha256[:16] / f"{precision}-{key[:16]}.onnx"
-    verdict = entry.with_suffix(".verdict")
-    expected = {"source_sha256": model.sha256, "settings": settings}
+    spot = _locate(model, precision, card, calibration, quantization, folder, budget, check_data)
+    store, entry, verdict, expected = spot.store, spot.entry, spot.entry.with_suffix(".verdict"), spot.expected
+    source, samples, quantization, budget, check_data = (
+        spot.source, spot.samples, spot.quantization, spot.budget, spot.check_data
+    )  # fmt: skip
     warning = f"cached {precision} model %s is stale or corrupt: rebuilding it (%s)"
     with store.lock(entry):  # a second process converting this model waits here, then finds it cached
         found = store.lookup(entry, expected, _opens, warning=warning)
@@ -110,6 +90,82 @@ def precision_artifact(
             raise
         store.seal(entry, {**expected, "source_path": str(model.path), "detail": detail, "check": check})
     return Artifact(entry, precision, True, f"{detail}; cached at {entry}", check)
+
+
+def cached_check(
+    model: ModelFile,
+    precision: str,
+    *,
+    card: ModelCard | None = None,
+    quantization: QuantizeOptions | None = None,
+    folder: Path | None = None,
+) -> dict[str, Any] | None:
+    """The guard's recorded check of the cached ``precision`` version (default settings), without building one.
+
+    None when no such version was made yet (the first ``load`` makes and checks it); `edgerun info` shows it.
+    """
+    try:
+        spot = _locate(model, precision, card, None, quantization, folder, None, None)
+    except UnsupportedPrecisionError:  # INT8 without calibration data: nothing to look up
+        return None
+    for path in (spot.entry, spot.entry.with_suffix(".verdict")):
+        if spot.store.problem(path, spot.expected) is None:  # looks only: a bad entry is the next load's to rebuild
+            manifest = read_json(spot.store.manifest_path(path))
+            check = manifest.get("check") if isinstance(manifest, dict) else None
+            return dict(check) if isinstance(check, dict) else None
+    return None
+
+
+@dataclass(frozen=True)
+class _Spot:
+    """Where a precision version of a model lives in the cache, and the settings that name it."""
+
+    store: ManifestStore
+    entry: Path
+    expected: dict[str, Any]
+    source: Any
+    samples: int | None
+    quantization: QuantizeOptions
+    budget: QualityBudget
+    check_data: Any
+
+
+def _locate(
+    model: ModelFile,
+    precision: str,
+    card: ModelCard | None,
+    calibration: Any,
+    quantization: QuantizeOptions | None,
+    folder: Path | None,
+    budget: QualityBudget | Mapping[str, float] | None,
+    check_data: Any,
+) -> _Spot:
+    """The cache entry for these settings (the key covers every setting that changes the result)."""
+    import onnxruntime
+
+    from edgerun.precision.quantize import QuantizeOptions
+
+    quantization = quantization or QuantizeOptions()
+    resolved = resolve_budget(precision, budget)
+    settings: dict[str, Any] = {"precision": precision, "onnxruntime": onnxruntime.__version__, "edgerun": __version__}
+    source: Any = None
+    samples: int | None = None
+    if precision == "int8":
+        source, samples = _calibration_source(model, card, calibration)
+        settings.update(quantization.key(), calibration=_fingerprint(source), samples=samples)
+    elif precision == "fp16":
+        if check_data is None and calibration is not None:  # FP16 needs no calibration: the data checks it
+            check_data = calibration
+    else:
+        raise UnsupportedPrecisionError(
+            f"{model.path}: edgerun cannot convert an {model.precision} model to {precision}"
+        )
+    settings["check"] = {"budget": resolved.to_dict(), "data": _check_fingerprint(card, check_data)}
+    key = digest(model.sha256, settings)
+    store = ManifestStore(writable(folder or cache_dir() / "models"))
+    entry = store.root / model.sha256[:16] / f"{precision}-{key[:16]}.onnx"
+    expected = {"source_sha256": model.sha256, "settings": settings}
+    return _Spot(store, entry, expected, source, samples, quantization, resolved, check_data)
 
 
 def resolve_budget(precision: str, budget: QualityBudget | Mapping[str, float] | None) -> QualityBudget:

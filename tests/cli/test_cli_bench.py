@@ -211,3 +211,17 @@ def test_ctrl_c_before_anything_was_measured_exits_130_without_a_report(
     assert not path.exists()
     assert out == ""
     assert err.strip().endswith("interrupted")
+
+
+def test_a_converted_model_reports_its_quality_check(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGERUN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+    path = tmp_path / "r.json"
+    code, out, err = run_cli(capsys, "bench", "digits-student", "--precision", "fp16", "-n", "10", "--json", str(path))
+    assert code == 0, err
+    quality = json.loads(path.read_text())["plan"]["quality"]
+    assert quality["passed"] is True
+    assert quality["precision"] == "fp16"
+    assert f"quality: {quality['summary']}" in out

@@ -96,3 +96,24 @@ def test_ppocr_det_int8_invents_text_on_photos_so_fp32_is_served(cache: Path) ->
         assert session.plan.quality is not None
         assert session.plan.quality["passed"] is False
         assert any("int8 failed its quality check" in f and "check set" in f for f in session.plan.fallbacks)
+
+
+def test_info_shows_the_recorded_check_once_a_load_made_it(cache: Path) -> None:
+    from edgerun.info import model_report
+    from edgerun.runtime.device import current_device
+
+    def summary(precision: str) -> object:
+        plan = model_report("digits-teacher", current_device(), precision=precision)["plan"]
+        assert plan["converted"] is (precision != "fp32")
+        return None if plan["quality"] is None else plan["quality"]["summary"]
+
+    assert summary("fp16") is None  # not made yet: info never converts
+    assert not list(cache.glob("models/*/*.onnx"))
+    with edgerun.load("digits-teacher", precision="fp16") as session:
+        assert session.plan.quality is not None
+        made = session.plan.quality["summary"]
+    assert summary("fp16") == made
+    assert summary("fp32") is None
+    with edgerun.load("digits-teacher", precision="fp16", max_quality_loss=IMPOSSIBLE):
+        pass
+    assert summary("fp16") == made, "another budget is another cache entry"
