@@ -8,9 +8,11 @@ Cases (every model is compared with its FP32 self on inputs it was not calibrate
   size; 1.3 G at 480 x 480) at batch 1 and 8: FP32 vs INT8 in the layout this device's plan
   consumes (``edgerun.registry.int8_layout``: ``cpu`` on a CPU) vs INT8 shaped for TensorRT
   vs FP16 as the precision guard makes it vs FP16 without the guard (what TensorRT would have
-  been given before). Calibrated on calibration/photos; every guarded model checked on the
-  card's held-out check set; evaluated on calibration/textlines (rendered text lines,
-  letterboxed) by mask IoU and per-pixel agreement of the maps thresholded at 0.3.
+  been given before). Calibrated on the card's own calibration set (what ``load(...,
+  precision="int8")`` uses: 32 rendered text lines); every guarded model checked on the card's
+  check set (text lines and natural photos, none calibrated on); evaluated on
+  calibration/textlines (rendered text lines, letterboxed) by mask IoU and per-pixel agreement
+  of the maps thresholded at 0.3.
 * ``ppocr-cls`` (the small text-direction classifier, 16 M MACs): FP32 vs INT8 (this device's
   layout) vs FP16, both guarded, with accuracy on the labelled text-line set (upright = 0,
   turned 180 degrees = 1).
@@ -53,10 +55,11 @@ def detector_case(size: int, batches: tuple[int, ...], iterations: int, tmp: Pat
     card = edgerun.models.card("ppocr-det")
     model = ModelFile.open(card.path)
     spec = PreprocessSpec.from_dict({**card.preprocessing, "height": size, "width": size})
-    calib = load_samples(REPO / "calibration/photos", model.inputs, preprocess=spec)
+    assert card.calibration is not None
+    calib = load_samples(card.folder / card.calibration["source"], model.inputs, preprocess=spec)
     test = load_samples(REPO / "calibration/textlines", model.inputs, preprocess=spec, samples=48, seed=0)
     check = _card_check(card, model, spec)
-    calibration = CalibrationData(calib.inputs, source="calibration/photos")
+    calibration = CalibrationData(calib.inputs, source=f"ppocr-det's calibration set ({card.calibration['source']})")
     layout = _layout(model)
     variants = {"fp32": str(card.path)}
     for target in dict.fromkeys((layout, "tensorrt")):
