@@ -328,7 +328,7 @@ def quantize_cmd(
             with err.status("checking the INT8 model against FP32"), tempfile.TemporaryDirectory() as tmp:
                 check = guard_int8(
                     model_file, Path(tmp) / "checked.onnx", guard_calibration, samples_used, options, budget_used,
-                    declared=declared_outputs(card),
+                    declared=declared_outputs(card), cache=cache_dir,
                 )  # fmt: skip
         except QualityCheckError as exc:
             raise refuse(exc, note, as_json, str(output)) from exc

@@ -178,6 +178,7 @@ def guard_int8(
     *,
     declared: Mapping[str, Any] | None = None,
     max_probes: int = MAX_PROBES,
+    cache: Path | None = None,
 ) -> GuardResult:
     """Write to ``output`` the INT8 version of ``model`` meeting ``budget`` on ``samples`` (nodes excluded if needed).
 
@@ -199,7 +200,7 @@ def guard_int8(
                 target = folder / f"probe-{len(made)}.onnx"
                 exclude = tuple(sorted(set(options.exclude) | keep))
                 settings = dataclasses.replace(options, exclude=exclude)
-                done = quantize(model.path, target, calibration, settings, warn_if_empty=False)
+                done = quantize(model.path, target, calibration, settings, cache=cache, warn_if_empty=False)
                 if done.quantized_count == 0:
                     if not keep:
                         raise UnsupportedPrecisionError(
