@@ -25,6 +25,7 @@ from edgerun.errors import ConversionError, UnsupportedPrecisionError
 from edgerun.precision.activations import TensorStats, activation_stats, open_session, run_model
 from edgerun.precision.checks import CheckSamples
 from edgerun.precision.culprits import Culprit, fp16_culprits, int8_culprits
+from edgerun.precision.emulate import rounded_twin
 from edgerun.precision.mixed import MAX_KEPT_SHARE, MAX_PROBES, Probe, find_mix
 from edgerun.quality import OutputQuality, QualityBudget, quality_of
 from edgerun.storage import atomic_path
@@ -159,7 +160,8 @@ def guard_fp16(
     def candidate_outputs(keep: frozenset[str]) -> dict[str, np.ndarray] | None:
         if keep and weighted <= keep:
             return None  # every node with weights kept in FP32: no FP16 weights left, that is FP32, not a mix
-        return run_model(open_session(convert(keep), label), samples.inputs, label)
+        # the rounded twin: FP16 storage as a GPU has it, which ONNX Runtime's CPU kernels would skip
+        return run_model(open_session(rounded_twin(convert(keep)), label), samples.inputs, label)
 
     conversion = _Conversion("fp16", prepared, candidate_outputs, fp16_culprits)
     result = _guard(conversion, model, samples, budget, declared, max_probes)

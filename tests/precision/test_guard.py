@@ -110,3 +110,45 @@ def test_random_inputs_come_with_their_note(tmp_path: Path, caplog: pytest.LogCa
     result = guard_fp16(model, tmp_path / "out.onnx", samples)
     assert result.random_inputs
     assert "seeded random" in result.summary()
+
+
+def test_fp16_overflow_that_onnxruntime_cpu_hides_is_still_caught(tmp_path: Path) -> None:
+    """ONNX Runtime's x86 kernels compute this FP16 model in FP32 and return the right answer; TensorRT stores
+    the 1e5 activation in FP16 (inf). The guard checks the rounded twin, so it keeps the overflowing node."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgerun.precision.convert import prepare_fp16_source, to_fp16
+    from edgerun.precision.emulate import rounded_twin
+
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["a"], name="mm"),
+        helper.make_node("Mul", ["a", "k"], ["b"], name="big"),
+        helper.make_node("Div", ["b", "k"], ["c"], name="down"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "W"], ["y"], name="mm2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hidden_overflow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [
+            numpy_helper.from_array(np.eye(4, dtype=np.float32), "W"),
+            numpy_helper.from_array(np.array(1e4, np.float32), "k"),
+        ],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    model = saved(proto, tmp_path, "hidden")
+    feeds = {"x": np.array([[10, 1, 0.5, 3], [8, -9, 2, 1]], np.float32)}
+    plain = to_fp16(prepare_fp16_source(proto), block=())
+
+    def run(candidate: onnx.ModelProto) -> np.ndarray:
+        session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, feeds)[0])
+
+    assert np.allclose(run(plain), np.maximum(feeds["x"], 0), rtol=1e-2), "ONNX Runtime's CPU hides the overflow"
+    assert np.isinf(run(rounded_twin(plain))).any(), "FP16 storage overflows"
+    result = guard_fp16(model, tmp_path / "out.onnx", CheckSamples(feeds, "two rows"), block=())
+    assert {k.name for k in result.kept} == {"big", "down"}
+    assert "65504" in result.kept[0].why
