@@ -160,6 +160,20 @@ def test_tensorrt_target_is_symmetric_int8_with_zero_points_0(quantized: Quantiz
         assert all(np.all(zp == 0) for zp in report.weight_zero_points), name
 
 
+def int32_dequantized(path: Path) -> list[str]:
+    """DequantizeLinear nodes reading an INT32 initializer (quantized biases)."""
+    proto = onnx.load(str(path))
+    int32 = {t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT32}
+    return [n.name for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int32]
+
+
+def test_tensorrt_target_keeps_biases_float(quantized: Quantizer) -> None:
+    """TensorRT's ONNX parser refuses DequantizeLinear of INT32 ("only activation types allowed as input")."""
+    for name in ("digits-teacher", "ppocr-cls"):
+        assert int32_dequantized(quantized(name, target="tensorrt").output) == [], name
+    assert int32_dequantized(quantized("digits-teacher", target="cpu").output), "the CPU layout quantizes biases"
+
+
 def test_cpu_target_has_uint8_activations_and_symmetric_int8_weights(quantized: Quantizer) -> None:
     report = inspect_qdq(quantized("digits-teacher", target="cpu").output)
     assert {zp.dtype for zp in report.activation_zero_points} == {np.dtype(np.uint8)}
