@@ -2,7 +2,8 @@
 # (or with buildx --platform linux/arm64); an image runs only on a host with the same L4T major version.
 #   JetPack 6.1 / 6.2 (L4T r36.x, Orin; CUDA 12.6, TensorRT 10.3), the default:
 #     docker build -f docker/jetson.Dockerfile -t edgerun:jetson-jp6 .
-#   JetPack 7 (L4T r38.x, Thor; CUDA 13, Ubuntu 24.04): NVIDIA's SBSA TensorRT container is the base:
+#   JetPack 7.0 / 7.1 (L4T r38.x, Thor; CUDA 13.0, TensorRT 10.13, Ubuntu 24.04; not TensorRT 11): NVIDIA's SBSA
+#   TensorRT container is the base (JetPack 7 moved Jetson to the SBSA CUDA stack; 7.2, L4T r39.2, has TensorRT 10.16):
 #     docker build -f docker/jetson.Dockerfile --build-arg JETPACK=7 -t edgerun:jetson-jp7 .
 #     (another TensorRT container: --build-arg JP7_IMAGE=nvcr.io/nvidia/tensorrt:<yy.mm>-py3 and
 #      --build-arg JP7_TENSORRT=<its TensorRT version>, for the label)
@@ -12,19 +13,24 @@ ARG JP6_IMAGE=nvcr.io/nvidia/l4t-jetpack:r36.4.0
 ARG JP7_IMAGE=nvcr.io/nvidia/tensorrt:25.08-py3
 
 # JetPack 6: Ubuntu 22.04, Python 3.10. TensorRT's Python bindings come from JetPack's apt repository (which the
-# base image configures); cuda-python must be the 12.x line for CUDA 12.6.
+# base image configures); cuda-python must be the 12.x line for CUDA 12.6. PyPI's aarch64 cuda-python wheels are
+# built for the SBSA CUDA stack, not JetPack 6's (L4T r36); the default pin is that wheel, not yet run on a Jetson:
+# where `edgerun selftest` finds it unusable, give a cuda-python built on JetPack (a wheel path or URL, e.g. from
+# jetson-containers' build) with --build-arg JP6_CUDA_PYTHON=<requirement>.
 FROM ${JP6_IMAGE} AS base-jp6
 ARG PYTHON3_VENV_DEB=3.10.6-1~22.04.1
 ARG TENSORRT_DEB=10.3.0.30-1+cuda12.5
+ARG JP6_CUDA_PYTHON="cuda-python==12.6.2.post1"
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3-venv=${PYTHON3_VENV_DEB} python3-libnvinfer=${TENSORRT_DEB} \
     && rm -rf /var/lib/apt/lists/*
 ENV EDGERUN_JETPACK=6 \
     EDGERUN_TENSORRT_VERSION=10.3 \
-    EDGERUN_CUDA_PYTHON="cuda-python==12.6.2.post1"
+    EDGERUN_CUDA_PYTHON="${JP6_CUDA_PYTHON}"
 
 # JetPack 7: the TensorRT container (Ubuntu 24.04, Python 3.12, TensorRT's Python package preinstalled, pip
-# without python3-venv: install.sh then borrows the system pip). CUDA 13: cuda-python 13.x.
+# without python3-venv: install.sh then borrows the system pip). CUDA 13 on the SBSA stack: PyPI's cuda-python 13.x.
+# JP7_TENSORRT is the container's TensorRT (25.08: 10.13, as JetPack 7.0 / 7.1), only for the label.
 FROM ${JP7_IMAGE} AS base-jp7
 ARG JP7_TENSORRT=10.13
 ENV EDGERUN_JETPACK=7 \

@@ -79,7 +79,10 @@ def load(
     entry = registered()[plan.backend]
     if entry.opener is None:  # the planner only picks available backends; a probe that lies ends here
         raise BackendUnavailableError(f"backend {plan.backend} cannot open models in this edgerun release")
-    if plan.precision != model_file.precision:
+    own_conversion = entry.capabilities.precision_from_fp32(plan)
+    if own_conversion is not None:
+        plan = replace(plan, reasons=(*plan.reasons, f"model: {own_conversion}; not checked by the precision guard"))
+    elif plan.precision != model_file.precision:
         model_file, plan = _converted(model_file, plan, entry, card, calibration, quantization, conversion)
     opened = entry.opener(model_file, plan, source)
     session = Session(model_file, plan, opened, card, capabilities=entry.capabilities, reopen=reopen)

@@ -325,3 +325,26 @@ def test_committed_arm64_summary_is_from_aarch64() -> None:
     # the acceptance: the committed run shows edgerun's bench and tests passing on aarch64
     assert "Result: **all steps passed**" in text
     assert " passed, 0 failed, " in text
+
+
+def test_jetpack_7_tensorrt_agrees_between_dockerfile_and_docs() -> None:
+    """JetPack 7.0 / 7.1 ship TensorRT 10.13 and 7.2 TensorRT 10.16, never 11: label, README and docker/README agree."""
+    args = arg_defaults("jetson")
+    assert args["JP7_IMAGE"] == "nvcr.io/nvidia/tensorrt:25.08-py3"
+    assert args["JP7_TENSORRT"] == "10.13", "the 25.08 TensorRT container, like JetPack 7.0 / 7.1, has TensorRT 10.13"
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    docker_readme = " ".join((DOCKER / "README.md").read_text().split())
+    assert "JetPack 7 brings TensorRT 11" not in readme
+    assert "JetPack 7 does not bring TensorRT 11" in readme
+    for text in (readme, docker_readme):
+        assert "TensorRT 10.13" in text
+        assert "TensorRT 10.16" in text
+    assert "e.g. 11.x" not in docker_readme
+
+
+def test_jetpack_6_cuda_python_can_be_replaced_by_a_jetpack_build() -> None:
+    """PyPI's aarch64 cuda-python targets the SBSA stack, not L4T r36: the JetPack 6 pin is a build argument."""
+    args = arg_defaults("jetson")
+    assert args["JP6_CUDA_PYTHON"] == "cuda-python==12.6.2.post1"
+    jp6 = next(stage for stage in stages("jetson") if any(w == "FROM" and "AS base-jp6" in r for w, r in stage))
+    assert any(w == "ENV" and 'EDGERUN_CUDA_PYTHON="${JP6_CUDA_PYTHON}"' in r for w, r in jp6)

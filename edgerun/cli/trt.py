@@ -23,9 +23,17 @@ from edgerun.trt.recipes import PRECISIONS as ENGINE_PRECISIONS
 @click.option("--workspace", "workspace_mb", type=click.IntRange(min=1), default=None, help="Workspace in MiB.")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None, help="Builder optimisation level.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="Persistent timing cache.")
-@click.option("--dla", "dla_core", type=click.IntRange(min=0), default=None, help="DLA core (Jetson).")
+@click.option(
+    "--dla",
+    "dla_core",
+    type=click.IntRange(min=0),
+    default=None,
+    help="DLA core (Jetson Xavier, Orin NX / AGX); static shapes.",
+)
 @click.option("--low-memory", is_flag=True, help="Cap builder memory for 4-8 GB Jetsons.")
-@click.option("--version-compatible", is_flag=True, help="Engine loadable by later TensorRT (slower).")
+@click.option(
+    "--version-compatible", is_flag=True, help="Engine file loadable by later TensorRT of the same major (slower)."
+)
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Engine cache folder.")
 def build_cmd(
     model: str | None,
@@ -121,18 +129,31 @@ def cache_list(cache_dir: Path | None, as_json: bool) -> None:
 @cache_cmd.command("verify")
 @_cache_dir_option
 def cache_verify(cache_dir: Path | None) -> None:
-    """Check every engine against its manifest (and TensorRT, where installed); remove bad ones."""
+    """Check the engines this device can judge (its GPU and TensorRT version) and remove bad ones.
+
+    Engines built for another GPU or TensorRT version are listed as skipped and kept: only the
+    device that built them can tell whether they load. Without TensorRT every engine is checked
+    against its manifest (bytes and key) only.
+    """
     cache = _cache(cache_dir)
-    check = _deserializer()
-    if check is None:
+    checker = _deserializer()
+    if checker is None:
         err.print("TensorRT is not importable here: checking files against manifests only")
-    results = cache.verify(check)
+        results, skipped = cache.verify(None), []
+    else:
+        check_key, device = checker
+        results, skipped = cache.verify(device=device, check_key=check_key), cache.skipped(device)
     for path, problem in results.items():
         out.print(
             escape(f"  {'ok' if problem is None else 'REMOVED'}  {path.name}" + (f"  ({problem})" if problem else ""))
         )
+    for entry in skipped:
+        key = entry.manifest.get("key", {})
+        built_for = f"TensorRT {key.get('tensorrt', '?')}, {key.get('gpu', '?')}"
+        out.print(escape(f"  skipped  {entry.path.name}  (built for {built_for}: not judged here)"))
     sound = sum(p is None for p in results.values())
-    out.print(f"{sound} sound, {len(results) - sound} removed")
+    summary = f"{sound} sound, {len(results) - sound} removed"
+    out.print(summary + (f", {len(skipped)} skipped (other GPU or TensorRT version)" if skipped else ""))
 
 
 @cache_cmd.command("clear")
@@ -142,21 +163,39 @@ def cache_clear(cache_dir: Path | None) -> None:
     out.print(f"removed {_cache(cache_dir).clear()} engine(s)")
 
 
-def _deserializer() -> Any:
-    from edgerun.errors import BackendUnavailableError
-    from edgerun.trt import api
+def _deserializer() -> tuple[Any, dict[str, Any]] | None:
+    """A check that deserializes an engine as its key says (version-compatible, DLA core), and this
+    device's identity; None where TensorRT or CUDA is not usable."""
+    from edgerun.errors import BackendUnavailableError, CudaError
+    from edgerun.trt import api, cuda
+    from edgerun.trt.cache import EngineKey, device_fields
 
     try:
         trt = api.tensorrt()
     except BackendUnavailableError:
         return None
-    runtime = trt.Runtime(api.make_logger(trt))
+    try:
+        device = {"tensorrt": str(trt.__version__), **device_fields(cuda.device_info(0))}
+    except (BackendUnavailableError, CudaError) as exc:  # TensorRT without a usable GPU
+        err.print(escape(f"TensorRT {trt.__version__} is here, but no CUDA device to judge engines on: {exc}"))
+        return None
+    logger = api.make_logger(trt)
 
-    def check(data: bytes) -> None:
-        if runtime.deserialize_cuda_engine(data) is None:
-            raise ValueError("deserialize_cuda_engine returned None")
+    def check_key(key: EngineKey, data: bytes) -> None:
+        settings = key.settings  # a runtime per entry: host code and the DLA core follow the engine's key
+        runtime = api.make_runtime(
+            trt,
+            logger,
+            version_compatible=bool(settings.get("version_compatible")),
+            dla_core=settings.get("dla_core"),
+        )
+        with api.collect_errors(trt) as errors:
+            engine = runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise ValueError(f"deserialize_cuda_engine returned None: {errors.detail()}")
+        del engine
 
-    return check
+    return check_key, device
 
 
 @click.command("selftest")

@@ -114,11 +114,15 @@ class Session:
         """Release the backend; further calls raise `SessionClosedError`. Idempotent."""
         backend, self._backend = self._backend, None
         self.run_validated = self._closed_run
+        self._run_single = self._closed_run_single  # the bound method held the backend alive
         self.validate.forget()
         if backend is not None:
             backend.close()
 
     def _closed_run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise SessionClosedError(f"session for {self.label} is closed")
+
+    def _closed_run_single(self, array: np.ndarray) -> dict[str, np.ndarray]:
         raise SessionClosedError(f"session for {self.label} is closed")
 
     def __enter__(self) -> Session:

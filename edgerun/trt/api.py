@@ -9,7 +9,10 @@ names that not all versions have sit under a ``hasattr`` guard.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from importlib import util
 from typing import Any
 
@@ -73,17 +76,67 @@ def numpy_dtype(trt: Any, dtype: Any) -> np.dtype[Any]:
     return result
 
 
-def make_logger(trt: Any) -> Any:
-    """An ILogger that forwards to the ``edgerun`` logger and keeps errors for error messages."""
+class BuildErrors:
+    """The TensorRT errors logged while one build (or load) runs: ``with api.collect_errors(trt) as errors``."""
 
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def detail(self, last: int = 3) -> str:
+        """The last ``last`` errors, or a pointer to the debug log when TensorRT logged none."""
+        return "; ".join(self.messages[-last:]) or "see the log with --debug"
+
+
+_LOGGERS: dict[int, tuple[Any, Any]] = {}
+_LOGGERS_LOCK = threading.Lock()
+
+
+def make_logger(trt: Any) -> Any:
+    """The process-wide ILogger: forwards to the ``edgerun`` logger and feeds :func:`collect_errors`.
+
+    TensorRT keeps the first logger given to a ``Runtime`` or ``Builder`` for the whole process and
+    ignores later ones, so a fresh logger per build would never see the build's errors. Every
+    ``Runtime``, ``Builder`` and ``OnnxParser`` edgerun makes gets this one object instead.
+    """
+    with _LOGGERS_LOCK:
+        known = _LOGGERS.get(id(trt))
+        if known is not None and known[0] is trt:
+            return known[1]
+        logger = _new_logger(trt)
+        _LOGGERS[id(trt)] = (trt, logger)
+        return logger
+
+
+@contextlib.contextmanager
+def collect_errors(trt: Any) -> Iterator[BuildErrors]:
+    """The errors TensorRT logs (through :func:`make_logger`'s logger) while the block runs.
+
+    Builds running at the same time in other threads may add their errors too; each collection
+    still holds every error of its own build.
+    """
+    logger = make_logger(trt)
+    errors = BuildErrors()
+    with logger.lock:
+        logger.collectors.append(errors)
+    try:
+        yield errors
+    finally:
+        with logger.lock:
+            logger.collectors.remove(errors)
+
+
+def _new_logger(trt: Any) -> Any:
     class Logger(trt.ILogger):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.errors: list[str] = []
+            self.lock = threading.Lock()
+            self.collectors: list[BuildErrors] = []
 
         def log(self, severity: Any, msg: str) -> None:
             if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
-                self.errors.append(msg)
+                with self.lock:
+                    for collector in self.collectors:
+                        collector.messages.append(msg)
                 _log.error("TensorRT: %s", msg)
             elif severity == trt.ILogger.WARNING:
                 _log.warning("TensorRT: %s", msg)
@@ -91,6 +144,26 @@ def make_logger(trt: Any) -> Any:
                 _log.debug("TensorRT: %s", msg)
 
     return Logger()
+
+
+def make_runtime(trt: Any, logger: Any, *, version_compatible: bool, dla_core: int | None) -> Any:
+    """A ``trt.Runtime`` ready to deserialize an engine built with these settings.
+
+    ``version_compatible``: the plan embeds a lean runtime, which TensorRT runs only where the
+    deserializing runtime allows host code (``engine_host_code_allowed``, as trtexec's
+    ``--versionCompatible`` and Polygraphy's ``load_runtime``/version-compatible loading do);
+    without it ``deserialize_cuda_engine`` returns None.
+    ``dla_core``: the DLA core an engine built for DLA runs on; TensorRT reads the runtime's
+    ``DLA_core`` when deserializing (default core 0, and -1 means none), as trtexec's ``--useDLACore``.
+    """
+    runtime = trt.Runtime(logger)
+    if runtime is None:
+        raise BackendUnavailableError("TensorRT could not create a runtime (see the log with --debug)")
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    return runtime
 
 
 def make_progress_monitor(trt: Any, report: Any) -> Any | None:

@@ -8,6 +8,7 @@ are imported by the opener, when an engine is really opened.
 
 from __future__ import annotations
 
+import re
 from importlib import util
 from typing import TYPE_CHECKING
 
@@ -27,11 +28,11 @@ OPTIONS = {
     "shapes": "per-input shape ranges, {'x': 'MIN:OPT:MAX'} with shapes like 1x3x224x224",
     "workspace_mb": "builder workspace limit in MiB",
     "opt_level": "builder optimisation level 0-5",
-    "dla_core": "build for this DLA core (Jetson), with GPU fallback",
+    "dla_core": "build for this DLA core (Jetson Xavier, Orin NX / AGX Orin), with GPU fallback; needs static shapes",
     "low_memory": "cap builder memory for 4-8 GB Jetsons",
-    "version_compatible": "build an engine later TensorRT versions can load (slower)",
-    "timing_cache": "path of a persistent timing cache",
-    "engine_cache": "engine cache folder (default: the user cache)",
+    "version_compatible": "embed a lean runtime so later TensorRT of the same major can load the engine file (slower)",
+    "timing_cache": "persistent timing cache: a file or folder (str or Path), one file per TensorRT version and GPU",
+    "engine_cache": "engine cache folder, str or Path (default: the user cache)",
 }
 
 
@@ -78,6 +79,18 @@ def _qdq_layout(device: str) -> QdqLayout:
     return "tensorrt"
 
 
+def _precision_from_fp32(plan: Plan) -> str | None:
+    """FP16 on a DLA core with TensorRT 10.x: a weakly typed build from the FP32 ONNX with the FP16 flag.
+
+    The FP16-converted ONNX would put its Cast layers on the GPU, splitting the DLA graph (TensorRT 11
+    builds are strongly typed and take the FP16 ONNX, DLA or not).
+    """
+    version = re.match(r"(\d+)\.", plan.backend_version or "")
+    if plan.precision == "fp16" and plan.options.get("dla_core") is not None and version and int(version[1]) < 11:
+        return f"fp16 by TensorRT {plan.backend_version}'s FP16 builder flag from the fp32 model (a DLA build)"
+    return None
+
+
 ENTRY = BackendEntry(
     name="tensorrt",
     title="TensorRT",
@@ -85,5 +98,7 @@ ENTRY = BackendEntry(
     opener=open_backend,
     options=OPTIONS,
     precisions=precisions,
-    capabilities=Capabilities(concurrent_runs=False, qdq_layout=_qdq_layout, phase_timing=True),
+    capabilities=Capabilities(
+        concurrent_runs=False, qdq_layout=_qdq_layout, phase_timing=True, precision_from_fp32=_precision_from_fp32
+    ),
 )

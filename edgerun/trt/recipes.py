@@ -8,7 +8,7 @@ A recipe pins what an engine is built from, so a fleet builds the same engine on
     calibration = "../calibration/photos"   # int8: image folder or .npy/.npz, relative to the recipe
     workspace_mb = 1024
     opt_level = 3
-    dla_core = 0                     # Jetson DLA, with GPU fallback
+    dla_core = 0                     # Jetson DLA (Xavier, Orin NX / AGX), GPU fallback; needs batch = "1"
     low_memory = false
     target = "Jetson Orin, JetPack 6.1 (TensorRT 10.3)"   # for people: where it was validated
 """
@@ -107,7 +107,7 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
     calibration = (path.parent / str(data["calibration"])).resolve() if "calibration" in data else None
     _check_ranges(data, path)
     try:
-        return Recipe(
+        recipe = Recipe(
             path=path,
             model=model,
             precision=str(data["precision"]),
@@ -125,6 +125,8 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    _check_dla(data, path)
+    return recipe
 
 
 def _int(data: dict[str, Any], key: str, path: Path, minimum: int = 0, maximum: int | None = None) -> int | None:
@@ -143,6 +145,29 @@ def _bool(data: dict[str, Any], key: str, path: Path) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{path}: '{key}' must be true or false, got {value!r}")
     return value
+
+
+def _check_dla(data: dict[str, Any], path: Path) -> None:
+    """A DLA recipe fixes every shape: DLA runs no layer with a dynamic dimension (they would all fall back)."""
+    from edgerun.trt.profiles import parse_batch_range, parse_shape_range
+
+    if data.get("dla_core") is None:
+        return
+    dynamic = []
+    if "batch" in data:
+        low, _, high = parse_batch_range(str(data["batch"]))
+        if low != high:
+            dynamic.append(f"batch {data['batch']}")
+    for name, text in dict(data.get("shapes", {})).items():
+        shapes = parse_shape_range(f"{name}={text}")[1]
+        if not shapes.min == shapes.opt == shapes.max:
+            dynamic.append(f"{name} {text}")
+    if "batch" not in data and "shapes" not in data:
+        dynamic.append("no batch or shapes given (the default batch range is 1:1:8)")
+    if dynamic:
+        raise ConfigError(
+            f'{path}: a DLA recipe (dla_core) needs static shapes, e.g. batch = "1"; dynamic: {"; ".join(dynamic)}'
+        )
 
 
 def _check_ranges(data: dict[str, Any], path: Path) -> None:

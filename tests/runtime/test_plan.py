@@ -422,6 +422,54 @@ def test_cuda_index_reaches_the_gpu_execution_providers() -> None:
     assert trt_name == "TensorrtExecutionProvider"
     assert trt_options["device_id"] == "1"
     assert trt_options["trt_engine_cache_enable"] == "True"
-    assert trt_options["trt_engine_cache_path"].endswith("ort-tensorrt"), "ORT's engines go to edgerun's cache"
+    assert Path(trt_options["trt_engine_cache_path"]).parent.name == "ort-tensorrt", (
+        "ORT's engines go to edgerun's cache"
+    )
     assert providers[1:] == [("CUDAExecutionProvider", {"device_id": "1"}), "CPUExecutionProvider"]
     assert _providers(make_plan(student(), profile("rpi4"))) == ["CPUExecutionProvider"]
+
+
+def test_ort_tensorrt_cache_folder_changes_with_tensorrt_ort_and_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ORT asks to clear its TensorRT engine cache when TensorRT, ORT or the GPU changes: one folder per combination."""
+    from edgerun.runtime import device as device_module
+    from edgerun.runtime.backends.onnxruntime_backend import _providers, ort_tensorrt_cache_folder
+
+    monkeypatch.setenv("EDGERUN_CACHE_DIR", str(tmp_path))
+
+    def folder_for(tensorrt: str, ort_version: str, gpu: str, capability: str) -> Path:
+        fake = dataclasses.replace(
+            profile("rpi4"),
+            gpu_name=gpu,
+            compute_capability=capability,
+            versions={**profile("rpi4").versions, "tensorrt": tensorrt},
+        )
+        monkeypatch.setattr(device_module, "current_device", lambda: fake)
+        plan = dataclasses.replace(
+            make_plan(student(), profile("rpi4")),
+            device="cuda:0",
+            backend_version=ort_version,
+            targets=("TensorrtExecutionProvider", "CPUExecutionProvider"),
+        )
+        name, options = _providers(plan)[0]
+        assert name == "TensorrtExecutionProvider"
+        assert options["trt_timing_cache_path"] == options["trt_engine_cache_path"]
+        return Path(options["trt_engine_cache_path"])
+
+    jetpack6 = folder_for("10.3.0", "1.20.0", "Orin", "8.7")
+    assert jetpack6.name == "trt10.3.0-ort1.20.0-orin-sm87"
+    others = {
+        folder_for("10.7.0", "1.20.0", "Orin", "8.7"),  # JetPack or pip TensorRT upgrade
+        folder_for("10.3.0", "1.22.0", "Orin", "8.7"),  # ORT upgrade
+        folder_for("10.3.0", "1.20.0", "NVIDIA GeForce RTX 4090", "8.9"),  # another GPU
+    }
+    assert jetpack6 not in others
+    assert len(others) == 3
+    assert all(f.parent == jetpack6.parent for f in others)
+    unknown = ort_tensorrt_cache_folder(tmp_path, tensorrt=None, onnxruntime=None, gpu=None, compute_capability=None)
+    assert unknown == tmp_path / "trtunknown-ortunknown-gpu"
+    jetpack = {"tensorrt": "unknown", "onnxruntime": "1.20.0", "gpu": "Orin", "compute_capability": "8.7"}
+    before = ort_tensorrt_cache_folder(tmp_path, **jetpack, l4t="36.4.0")
+    assert before.name == "trtunknown-ort1.20.0-orin-sm87-l4t36.4.0"
+    assert before != ort_tensorrt_cache_folder(tmp_path, **jetpack, l4t="36.4.3"), "a JetPack upgrade rebuilds"

@@ -100,6 +100,19 @@ def test_absence_raises_cuda_unavailable_with_the_reason(make: Callable[[], obje
     gc.collect()  # half-built objects are finalised without an unraisable exception (an error under pytest)
 
 
+@no_gpu
+def test_set_device_without_a_device_raises_cuda_unavailable_with_the_reason() -> None:
+    with pytest.raises(CudaUnavailableError) as caught:
+        cuda.set_device(1)
+    assert str(caught.value) == REASON
+
+
+@pytest.mark.parametrize("index", [-1, 1.0, True, "1"])
+def test_set_device_refuses_what_is_not_a_device_index(index: Any) -> None:
+    with pytest.raises(CudaUnavailableError, match="device index is an int >= 0"):
+        cuda.set_device(index)
+
+
 def test_not_installed(fresh_import: Callable[..., None]) -> None:
     fresh_import(cuda__bindings=None, cuda__cudart=None)
     with pytest.raises(
@@ -214,6 +227,27 @@ class TestOnGpu:
         assert info.multiprocessors > 0
         with pytest.raises(CudaUnavailableError, match="no CUDA device"):
             cuda.device_info(cuda.device_count())
+
+    def test_set_device_makes_it_current_for_this_thread_only(self) -> None:
+        import threading
+
+        cuda.set_device(0)
+        assert cuda.current_device() == 0
+        last = cuda.device_count() - 1
+        seen: list[int] = []
+
+        def other() -> None:
+            seen.append(cuda.current_device())  # a new thread starts on device 0
+            cuda.set_device(last)
+            seen.append(cuda.current_device())
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert seen == [0, last]
+        assert cuda.current_device() == 0
+        with pytest.raises(CudaError, match="cudaSetDevice"):
+            cuda.set_device(cuda.device_count())
 
     def test_stream_handle_ptr_and_close(self) -> None:
         s = cuda.Stream()

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import edgerun
 from edgerun.errors import CacheWriteError
-from edgerun.trt.cache import EngineCache, EngineKey
+from edgerun.trt.cache import EngineCache, EngineKey, device_fields
 
 FIELDS = [f.name for f in dataclasses.fields(EngineKey)]
 
@@ -76,6 +76,8 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     ),
     "settings": st.dictionaries(text, scalars, max_size=4),
     "edgerun": st.sampled_from(["0.9.0", "0.10.0", "1.0.0"]) | text,
+    "multiprocessors": st.sampled_from([4, 8, 16, 132]) | st.integers(0, 1024),
+    "memory_gib": st.sampled_from([4, 8, 16, 32, 64, 141]) | st.integers(0, 4096),
 }
 
 
@@ -125,6 +127,8 @@ def test_every_named_field_changes_the_engine_path(cache: EngineCache) -> None:
         "model_sha256": "c" * 64,
         "source_sha256": "d" * 64,
         "edgerun": "0.9.1",
+        "multiprocessors": 16,
+        "memory_gib": 16,
     }
     assert set(variants) == set(FIELDS)
     paths = {cache.path_for(base)} | {cache.path_for(dataclasses.replace(base, **{k: v})) for k, v in variants.items()}
@@ -560,3 +564,143 @@ def test_any_truncation_is_caught(tmp_path: Path, engine: bytes, cut: int) -> No
     path.write_bytes(engine[: cut % len(engine)])
     assert cache.lookup(key) is None
     assert not path.exists()
+
+
+# --- GPU identity, verify on this device, locking, path-likes -----------------------------------
+
+
+@dataclasses.dataclass
+class _Gpu:
+    """What `edgerun.trt.cuda.device_info` returns (name, capability, memory, SMs)."""
+
+    name: str
+    compute_capability: str
+    total_memory: int
+    multiprocessors: int
+
+
+ORIN_NANO_8GB = _Gpu("Orin", "8.7", 7_620_000_000, 8)
+ORIN_NANO_4GB = _Gpu("Orin", "8.7", 3_650_000_000, 4)
+ORIN_NX_16GB = _Gpu("Orin", "8.7", 15_660_000_000, 8)
+ORIN_AGX_64GB = _Gpu("Orin", "8.7", 64_300_000_000, 16)
+
+
+def key_on(gpu: _Gpu, **changes: Any) -> EngineKey:
+    fields = {**{name: getattr(make_key(), name) for name in FIELDS}, **device_fields(gpu), **changes}
+    return EngineKey(**fields)
+
+
+def test_orin_variants_that_share_name_and_capability_get_their_own_engines(cache: EngineCache) -> None:
+    boards = [ORIN_NANO_4GB, ORIN_NANO_8GB, ORIN_NX_16GB, ORIN_AGX_64GB]
+    assert {(b.name, b.compute_capability) for b in boards} == {("Orin", "8.7")}
+    assert device_fields(ORIN_NANO_8GB) == {
+        "gpu": "Orin",
+        "compute_capability": "8.7",
+        "multiprocessors": 8,
+        "memory_gib": 7,
+    }
+    assert len({cache.path_for(key_on(b)) for b in boards}) == len(boards)
+
+
+def test_verify_judges_only_what_this_device_can_judge(cache: EngineCache, caplog: pytest.LogCaptureFixture) -> None:
+    """An engine for another GPU or TensorRT never deserializes here: verify must keep it, not delete it."""
+    mine = key_on(ORIN_NANO_8GB)
+    mine_broken = key_on(ORIN_NANO_8GB, precision="fp32")
+    other_board = key_on(ORIN_AGX_64GB)
+    other_tensorrt = key_on(ORIN_NANO_8GB, tensorrt="10.7.0")
+    for key in (mine, mine_broken, other_board, other_tensorrt):
+        cache.store(key, f"plan {key.precision} {key.tensorrt} {key.multiprocessors}".encode())
+    device = {"tensorrt": "10.3.0", **device_fields(ORIN_NANO_8GB)}
+    judged: list[str] = []
+
+    def deserialize(data: bytes) -> None:  # as TensorRT: only plans of this GPU and version load
+        judged.append(data.decode())
+        if data != b"plan fp16 10.3.0 8":
+            raise ValueError("the engine plan file is not compatible with this version of TensorRT")
+
+    with caplog.at_level(logging.WARNING, logger="edgerun"):
+        results = cache.verify(deserialize, device)
+    assert results == {cache.path_for(mine): None, cache.path_for(mine_broken): results[cache.path_for(mine_broken)]}
+    assert results[cache.path_for(mine_broken)] is not None
+    assert not cache.path_for(mine_broken).exists()
+    assert cache.path_for(other_board).exists()
+    assert cache.path_for(other_tensorrt).exists()
+    assert sorted(judged) == ["plan fp16 10.3.0 8", "plan fp32 10.3.0 8", "plan fp32 10.3.0 8"], "others never judged"
+    assert sorted(e.path for e in cache.skipped(device)) == sorted(
+        [cache.path_for(other_board), cache.path_for(other_tensorrt)]
+    )
+    assert cache.lookup(other_board) == b"plan fp16 10.3.0 16"
+
+
+def test_verify_gives_the_check_the_entry_key(cache: EngineCache) -> None:
+    """A version-compatible or DLA engine needs its runtime set up from the key before deserializing."""
+    plain = key_on(ORIN_NANO_8GB)
+    compatible = key_on(ORIN_NANO_8GB, flags=("VERSION_COMPATIBLE",), settings={"version_compatible": True})
+    cache.store(plain, b"plain plan")
+    cache.store(compatible, b"lean runtime inside")
+    seen: dict[bytes, bool] = {}
+
+    def check_key(key: EngineKey, data: bytes) -> None:
+        seen[data] = bool(key.settings.get("version_compatible"))
+        if data == b"lean runtime inside" and not seen[data]:
+            raise ValueError("host code not allowed")
+
+    results = cache.verify(device={"tensorrt": "10.3.0", **device_fields(ORIN_NANO_8GB)}, check_key=check_key)
+    assert set(results.values()) == {None}
+    assert seen == {b"plain plan": False, b"lean runtime inside": True}
+
+
+def test_verify_does_not_remove_an_entry_a_builder_rewrote_meanwhile(cache: EngineCache) -> None:
+    """The removal is decided again under the entry's lock: a builder that replaced the entry wins."""
+    key = make_key()
+    path = cache.store(key, b"stale engine")
+
+    def check(data: bytes) -> None:
+        if data == b"stale engine":
+            cache.store(key, b"rebuilt engine")  # another process rebuilds it while verify looks
+            raise ValueError("not a plan of this TensorRT")
+
+    assert cache.verify(check) == {path: None}
+    assert cache.lookup(key) == b"rebuilt engine"
+
+
+def test_lookup_of_a_bad_entry_waits_for_its_builder_instead_of_deleting(cache: EngineCache) -> None:
+    import threading
+
+    key = make_key()
+    path = cache.store(key, b"old engine" * 10)
+    path.write_bytes(b"torn")
+    found: list[bytes | None] = []
+    with cache.build_lock(key):
+        reader = threading.Thread(target=lambda: found.append(cache.lookup(key)))
+        reader.start()
+        time.sleep(0.3)
+        assert reader.is_alive(), "the lookup waits for the lock before removing anything"
+        cache.store(key, b"fresh engine")
+    reader.join(10)
+    assert found == [b"fresh engine"]
+    assert cache.lookup(key) == b"fresh engine"
+
+
+def test_lookup_loaded_deserializes_once(cache: EngineCache) -> None:
+    key = make_key()
+    cache.store(key, b"plan")
+    made: list[bytes] = []
+
+    def load(data: bytes) -> dict[str, bytes]:
+        made.append(data)
+        return {"engine": data}
+
+    assert cache.lookup_loaded(key, load) == (b"plan", {"engine": b"plan"})
+    assert made == [b"plan"]
+    assert cache.lookup_loaded(make_key(precision="int8"), load) is None
+
+
+@pytest.mark.parametrize("kind", [str, Path, os.fsencode])
+def test_the_cache_folder_may_be_any_path_like(tmp_path: Path, kind: Any) -> None:
+    root = tmp_path / "as-given"
+    cache = EngineCache(kind(str(root)) if kind is not os.fsencode else str(root))
+    assert cache.root == root
+    assert cache.lookup(make_key()) is None
+    cache.store(make_key(), b"engine")
+    assert (root / make_key().source_sha256[:16]).is_dir()

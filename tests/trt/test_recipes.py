@@ -176,6 +176,36 @@ def test_version_compatible_reaches_the_load_options(tmp_path: Path) -> None:
     assert "version_compatible" in backend.OPTIONS
 
 
+@pytest.mark.parametrize(
+    ("extra", "dynamic"),
+    [
+        ('batch = "1:1:4"\n', "batch 1:1:4"),
+        ("", "no batch or shapes given"),
+        ('[shapes]\nx = "1x3x480x480:1x3x480x480:1x3x640x640"\n', "x 1x3x480x480:1x3x480x480:1x3x640x640"),
+    ],
+)
+def test_a_dla_recipe_needs_static_shapes(tmp_path: Path, extra: str, dynamic: str) -> None:
+    """DLA runs no layer with a dynamic dimension: a dynamic profile would put the whole model on the GPU."""
+    path = tmp_path / "dla.toml"
+    path.write_text(GOOD + "dla_core = 0\n" + extra)
+    with pytest.raises(ConfigError, match="needs static shapes") as info:
+        read_recipe(path)
+    assert dynamic in str(info.value)
+    assert str(path) in str(info.value)
+    path.write_text(GOOD + "dla_core = 0\n" + 'batch = "2"\n')
+    assert read_recipe(path).load_options() == {"batch": "2", "dla_core": 0}
+    path.write_text(GOOD + 'dla_core = 0\n[shapes]\nx = "1x3x480x480"\n')
+    assert read_recipe(path).dla_core == 0
+
+
+def test_the_dla_recipe_targets_boards_that_have_a_dla() -> None:
+    """Orin Nano has no DLA: the recipe names Orin NX / AGX Orin only."""
+    recipe = read_recipe(REPO / "engines" / "ppocr-det-orin-dla-lowmem.toml")
+    assert "Nano" not in recipe.target
+    assert "Orin NX" in recipe.target
+    assert "AGX Orin" in recipe.target
+
+
 def test_all_the_known_keys_are_taken(tmp_path: Path) -> None:
     path = tmp_path / "full.toml"
     path.write_text(

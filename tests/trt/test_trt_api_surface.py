@@ -45,6 +45,10 @@ RETURNS = {
     ("IBuilderConfig", "create_timing_cache"): "ITimingCache",
     ("IBuilderConfig", "get_timing_cache"): "ITimingCache",
 }
+# What edgerun's own helpers return (``api.make_runtime(...)`` or a bare call inside their module).
+HELPERS = {"make_runtime": "Runtime", "_timing_cache_from": "ITimingCache"}
+# Parameters that hold TensorRT objects wherever they appear in SOURCES.
+PARAMETERS = {"config": "IBuilderConfig", "runtime": "Runtime", "timing_cache": "ITimingCache"}
 # Attributes of edgerun objects that hold TensorRT objects (set in __init__ through helpers).
 SELF_ATTRIBUTES = {"_engine": "ICudaEngine", "_context": "IExecutionContext", "_runtime": "Runtime", "_trt": "module"}
 
@@ -85,6 +89,9 @@ class _Collector(ast.NodeVisitor):
                 return f"trt.{node.attr}"  # a class or enum of the module
         if isinstance(node, ast.Call):
             func = node.func
+            helper = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if helper in HELPERS and not (isinstance(func, ast.Attribute) and self.type_of(func.value) is not None):
+                return HELPERS[helper]
             if isinstance(func, ast.Attribute):
                 owner = self.type_of(func.value)
                 if owner is not None:
@@ -93,9 +100,11 @@ class _Collector(ast.NodeVisitor):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         saved = dict(self.types)
-        for arg in node.args.args:
+        for arg in (*node.args.args, *node.args.kwonlyargs):
             if arg.arg == "trt":
                 self.types["trt"] = "module"
+            elif arg.arg in PARAMETERS:
+                self.types[arg.arg] = PARAMETERS[arg.arg]
         self.generic_visit(node)
         self.types = saved
 
@@ -192,6 +201,13 @@ def test_the_checker_sees_the_calls_that_matter() -> None:
         ("IExecutionContext", "execute_async_v3"),
         ("trt.MemoryPoolType", "WORKSPACE"),
         ("trt.NetworkDefinitionCreationFlag", "STRONGLY_TYPED"),
+        ("Runtime", "engine_host_code_allowed"),
+        ("Runtime", "DLA_core"),
+        ("IBuilderConfig", "create_timing_cache"),
+        ("IBuilderConfig", "set_timing_cache"),
+        ("ITimingCache", "serialize"),
+        ("OnnxParser", "set_flag"),
+        ("trt.ILogger", "ERROR"),
     ]:
         assert expected in found, f"the checker no longer sees {expected}"
 
@@ -215,6 +231,23 @@ def test_the_checker_catches_a_removed_name(tmp_path: Path) -> None:
     assert any("BuilderFlag.FP16" in p for p in problems)
     assert any("int8_calibrator" in p for p in problems)
     assert missing_in(ten, collect(source)) == []
+
+
+def test_the_checker_follows_helpers_and_parameters(tmp_path: Path) -> None:
+    """``api.make_runtime(...)`` gives a Runtime and a ``config`` parameter is a builder config."""
+    source = tmp_path / "helpers.py"
+    source.write_text(
+        "def f(trt, api, data):\n"
+        "    runtime = api.make_runtime(trt, None, version_compatible=True, dla_core=None)\n"
+        "    runtime.deserialize_plan_v9(data)\n"
+        "def g(config):\n"
+        "    config.set_timing_cache_v9(None)\n"
+    )
+    ten = next(load_surface(p) for p in SURFACES if load_surface(p)["version"] == "10.3.0")
+    assert missing_in(ten, collect(source)) == [
+        "line 3: Runtime.deserialize_plan_v9",
+        "line 5: IBuilderConfig.set_timing_cache_v9",
+    ]
 
 
 def test_guarded_names_are_exempt(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import enum
 import importlib
 import itertools
 import json
+import logging
 import sys
 import types
 from collections.abc import Iterator
@@ -23,9 +24,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgerun.errors import BackendUnavailableError, UnsupportedPrecisionError
+from edgerun.errors import BackendError, BackendUnavailableError, UnsupportedModelError, UnsupportedPrecisionError
 from edgerun.trt import api
-from edgerun.trt.build import LOW_MEMORY_WORKSPACE_MB, BuildSettings, build_engine
+from edgerun.trt.build import LOW_MEMORY_WORKSPACE_MB, BuildSettings, build_engine, timing_cache_file
 from edgerun.trt.profiles import Profile, ShapeRange
 
 REPO = Path(__file__).resolve().parents[2]
@@ -293,3 +294,359 @@ def test_int8_on_dla_with_10x_is_refused_before_building(fake_tensorrt: Path, ve
     fake_tensorrt.write_text(f"__version__ = {version!r}\n")  # build_engine must stop before using anything else
     with pytest.raises(UnsupportedPrecisionError, match=r"INT8 on DLA with TensorRT 10\.x"):
         build_engine(Path("model.onnx"), settings_for("int8", dla_core=0))
+
+
+# --- a TensorRT stand-in limited to the dumped names: runtime, logger, timing cache, DLA ----------
+
+
+class FakeTensorRT:
+    """Records what happens in one fake ``tensorrt``: the logger TensorRT kept, plans, timing caches."""
+
+    def __init__(self) -> None:
+        self.first_logger: Any = None
+        self.parse_errors: list[str] = []
+        self.build_error: str | None = None
+        self.accepted_cache: bytes = b""
+        """Timing cache bytes this 'GPU' accepts (besides empty ones)."""
+        self.saved_cache_bytes = b"timings of this gpu"
+        self.parser_flags: list[Any] = []
+        self.config: Any = None
+
+
+def _strict(surface_data: dict[str, Any], class_name: str, cls: type) -> type:
+    """``cls`` limited to the members TensorRT's ``class_name`` has in the dump (for reading and setting)."""
+    members = set(surface_data["classes"][class_name])
+    defined = {n for n in vars(cls) if not n.startswith("_")}
+    assert defined <= members, f"the stand-in {class_name} defines names TensorRT lacks: {defined - members}"
+
+    def set_member(self: Any, name: str, value: Any) -> None:
+        if not name.startswith("_") and name not in members:
+            raise AttributeError(f"TensorRT's {class_name} has no attribute {name!r}")
+        object.__setattr__(self, name, value)
+
+    def unset_member(self: Any, name: str) -> Any:
+        raise AttributeError(f"{class_name}.{name} is not set in the stand-in")
+
+    return type(class_name, (cls,), {"__setattr__": set_member, "__getattr__": unset_member})
+
+
+def fake_module(version: str, fake: FakeTensorRT) -> types.SimpleNamespace:
+    """A ``tensorrt`` stand-in: the dump's enums plus the classes a build and a load touch."""
+    data = surface(version)
+    trt = stand_in(version)
+    severity = enum.IntEnum("Severity", dict(zip(data["classes"]["ILogger"], itertools.count())))
+
+    class ILogger:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (
+            severity["INTERNAL_ERROR"], severity["ERROR"], severity["WARNING"], severity["INFO"], severity["VERBOSE"]
+        )  # fmt: skip
+
+        def __init__(self) -> None:
+            pass
+
+    def keep(logger: Any) -> Any:
+        """TensorRT keeps the first logger it is given, process-wide; later ones are ignored."""
+        if fake.first_logger is None:
+            fake.first_logger = logger
+        return fake.first_logger
+
+    class Runtime:
+        def __init__(self, logger: Any) -> None:
+            self._logger = keep(logger)
+
+        def deserialize_cuda_engine(self, data: bytes) -> Any:
+            if data.startswith(b"lean") and not getattr(self, "_host_code", False):
+                self._logger.log(ILogger.ERROR, "engine has host code, but the runtime does not allow it")
+                return None
+            return {"plan": data, "dla_core": getattr(self, "_dla", -1)}
+
+    def runtime_setattr(self: Any, name: str, value: Any) -> None:
+        members = set(data["classes"]["Runtime"])
+        if name not in members and not name.startswith("_"):
+            raise AttributeError(f"TensorRT's Runtime has no attribute {name!r}")
+        if name == "engine_host_code_allowed":
+            object.__setattr__(self, "_host_code", bool(value))
+        elif name == "DLA_core":
+            object.__setattr__(self, "_dla", int(value))
+        else:
+            object.__setattr__(self, name, value)
+
+    Runtime.__setattr__ = runtime_setattr  # type: ignore[assignment,method-assign]
+
+    class ITimingCache:
+        def __init__(self, data: bytes) -> None:
+            self._data = data
+
+        def serialize(self) -> bytes:
+            return fake.saved_cache_bytes
+
+    class IOptimizationProfile:
+        def __init__(self) -> None:
+            self._shapes: dict[str, Any] = {}
+
+        def set_shape(self, name: str, low: Any, opt: Any, high: Any) -> None:
+            self._shapes[name] = (low, opt, high)
+
+    class IBuilderConfig:
+        def __init__(self) -> None:
+            self._timing_cache: Any = None
+            self._flags: list[Any] = []
+            fake.config = self
+
+        def set_memory_pool_limit(self, pool: Any, size: int) -> None:
+            self._pool = (pool, size)
+
+        def set_flag(self, flag: Any) -> None:
+            self._flags.append(flag)
+
+        def add_optimization_profile(self, profile: Any) -> int:
+            return 0
+
+        def create_timing_cache(self, data: bytes) -> Any:
+            return ITimingCache(bytes(data))
+
+        def set_timing_cache(self, cache: Any, ignore_mismatch: bool) -> bool:
+            if cache._data not in (b"", fake.accepted_cache) and not ignore_mismatch:
+                return False  # made on another device: TensorRT refuses it
+            self._timing_cache = cache
+            return True
+
+        def get_timing_cache(self) -> Any:
+            return self._timing_cache
+
+    class INetworkDefinition:
+        pass
+
+    class Builder:
+        num_DLA_cores = 2  # noqa: N815 - TensorRT's name
+
+        def __init__(self, logger: Any) -> None:
+            self._logger = keep(logger)
+
+        def create_network(self, flags: int) -> Any:
+            return strict_network()
+
+        def create_builder_config(self) -> Any:
+            return strict_config()
+
+        def create_optimization_profile(self) -> Any:
+            return strict_profile()
+
+        def build_serialized_network(self, network: Any, config: Any) -> Any:
+            if fake.build_error is not None:
+                self._logger.log(ILogger.ERROR, fake.build_error)
+                return None
+            return b"plan"
+
+    class ParserError:
+        def __init__(self, text: str) -> None:
+            self._text = text
+
+        def node_name(self) -> str:
+            return "conv"
+
+        def node_operator(self) -> str:
+            return "Conv"
+
+        def desc(self) -> str:
+            return self._text
+
+    class OnnxParser:
+        def __init__(self, network: Any, logger: Any) -> None:
+            self._logger = keep(logger)
+
+        def set_flag(self, flag: Any) -> None:
+            fake.parser_flags.append(flag)
+
+        def parse_from_file(self, path: str) -> bool:
+            return not fake.parse_errors
+
+        @property
+        def num_errors(self) -> int:
+            return len(fake.parse_errors)
+
+        def get_error(self, index: int) -> Any:
+            return ParserError(fake.parse_errors[index])
+
+    strict_network = _strict(data, "INetworkDefinition", INetworkDefinition)
+    strict_config = _strict(data, "IBuilderConfig", IBuilderConfig)
+    strict_profile = _strict(data, "IOptimizationProfile", IOptimizationProfile)
+    for name, cls in [
+        ("ILogger", ILogger),
+        ("Runtime", Runtime),
+        ("Builder", _strict(data, "Builder", Builder)),
+        ("OnnxParser", _strict(data, "OnnxParser", OnnxParser)),
+    ]:
+        setattr(trt, name, cls)
+    return trt
+
+
+@pytest.fixture
+def fake() -> FakeTensorRT:
+    return FakeTensorRT()
+
+
+def use(monkeypatch: pytest.MonkeyPatch, version: str, fake: FakeTensorRT) -> Any:
+    trt = fake_module(version, fake)
+    monkeypatch.setattr(api, "tensorrt", lambda: trt)
+    return trt
+
+
+STATIC = Profile((("x", ShapeRange((1, 3, 8, 8), (1, 3, 8, 8), (1, 3, 8, 8))),))
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+@pytest.mark.parametrize("version_compatible", [False, True])
+@pytest.mark.parametrize("dla_core", [None, 1])
+def test_make_runtime_loads_what_the_settings_built(
+    fake: FakeTensorRT, version: str, version_compatible: bool, dla_core: int | None
+) -> None:
+    """A version-compatible plan (lean runtime inside) loads only where host code is allowed."""
+    trt = fake_module(version, fake)
+    runtime = api.make_runtime(trt, api.make_logger(trt), version_compatible=version_compatible, dla_core=dla_core)
+    lean = runtime.deserialize_cuda_engine(b"lean runtime plan")
+    assert (lean is not None) is version_compatible
+    engine = runtime.deserialize_cuda_engine(b"plan")
+    assert engine["dla_core"] == (-1 if dla_core is None else dla_core)
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_one_logger_per_process_so_build_errors_reach_the_message(
+    fake: FakeTensorRT, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """TensorRT keeps the first logger: a Runtime made earlier must not swallow the builder's errors."""
+    trt = use(monkeypatch, version, fake)
+    api.make_runtime(trt, api.make_logger(trt), version_compatible=False, dla_core=None)  # a load came first
+    assert api.make_logger(trt) is fake.first_logger
+    fake.build_error = "Error Code 4: Internal Error (out of memory building conv)"
+    with pytest.raises(BackendError, match=r"could not build an engine for m\.onnx: Error Code 4: .*out of memory"):
+        build_engine(Path("m.onnx"), settings_for())
+    fake.build_error = None
+    with api.collect_errors(trt) as errors:
+        assert build_engine(Path("m.onnx"), settings_for()) == b"plan"
+    assert errors.messages == [], "errors are taken per build: the earlier failure is not carried over"
+
+
+def test_collect_errors_holds_only_the_errors_of_its_block(fake: FakeTensorRT) -> None:
+    trt = fake_module("11.4", fake)
+    logger = api.make_logger(trt)
+    logger.log(trt.ILogger.ERROR, "before")
+    with api.collect_errors(trt) as outer:
+        logger.log(trt.ILogger.WARNING, "a warning")
+        logger.log(trt.ILogger.ERROR, "one")
+        with api.collect_errors(trt) as inner:
+            logger.log(trt.ILogger.INTERNAL_ERROR, "two")
+    logger.log(trt.ILogger.ERROR, "after")
+    assert outer.messages == ["one", "two"]
+    assert inner.messages == ["two"]
+    assert inner.detail() == "two"
+    assert api.BuildErrors().detail() == "see the log with --debug"
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+@pytest.mark.parametrize("as_type", [str, Path])
+def test_a_timing_cache_from_another_gpu_is_replaced_not_a_crash(
+    fake: FakeTensorRT,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    version: str,
+    as_type: Any,
+) -> None:
+    trt = use(monkeypatch, version, fake)
+    device = {"gpu": "Orin", "compute_capability": "8.7", "multiprocessors": 8, "memory_gib": 8}
+    settings = settings_for(timing_cache=as_type(str(tmp_path / "timing.cache")))
+    assert isinstance(settings.timing_cache, Path), "a str option becomes a Path"
+    path = timing_cache_file(tmp_path / "timing.cache", trt.__version__, device)
+    path.write_bytes(b"timings of another gpu")
+    with caplog.at_level(logging.WARNING, logger="edgerun"):
+        assert build_engine(Path("m.onnx"), settings, device=device) == b"plan"
+    assert any("another GPU or TensorRT version" in r.getMessage() for r in caplog.records)
+    assert fake.config.get_timing_cache() is not None
+    assert path.read_bytes() == b"timings of this gpu", "the fresh cache replaced the foreign one"
+    fake.accepted_cache = path.read_bytes()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgerun"):
+        assert build_engine(Path("m.onnx"), settings, device=device) == b"plan"
+    assert not caplog.records, "its own cache is used without a word"
+    assert fake.config.get_timing_cache()._data == b"timings of this gpu"
+
+
+def test_timing_cache_files_are_per_tensorrt_version_and_gpu(tmp_path: Path) -> None:
+    nano = {"gpu": "Orin", "compute_capability": "8.7", "multiprocessors": 8, "memory_gib": 8}
+    agx = {**nano, "multiprocessors": 16, "memory_gib": 64}
+    base = tmp_path / "timing.cache"
+    names = {
+        timing_cache_file(base, "10.3.0", nano),
+        timing_cache_file(base, "10.3.0", agx),
+        timing_cache_file(base, "10.7.0", nano),
+        timing_cache_file(str(base), "10.3.0", None),
+    }
+    assert len(names) == 4
+    assert all(p.parent == tmp_path and p.suffix == ".cache" for p in names)
+    assert timing_cache_file(base, "10.3.0", nano) == timing_cache_file(str(base), "10.3.0", dict(nano))
+    assert timing_cache_file(base, "10.3.0", nano).name.startswith("timing-trt10.3.0-orin-")
+    inside = timing_cache_file(tmp_path, "11.4.0.106", nano)
+    assert inside.parent == tmp_path
+    assert inside.name.startswith("timing-trt11.4.0.106-orin-")
+
+
+def test_parser_errors_name_the_nodes(fake: FakeTensorRT, monkeypatch: pytest.MonkeyPatch) -> None:
+    use(monkeypatch, "11.4", fake)
+    fake.parse_errors = ["DequantizeLinear input must have type FP8, FP4, Int4, or Int8"]
+    with pytest.raises(UnsupportedModelError, match=r"node 'conv' \(Conv\): DequantizeLinear input must"):
+        build_engine(Path("m.onnx"), settings_for())
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_dla_needs_a_static_profile(fake: FakeTensorRT, monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    trt = use(monkeypatch, version, fake)
+    dynamic = settings_for(dla_core=0)
+    assert dynamic.dla_problem() is not None
+    assert "static shape profile" in str(dynamic.dla_problem())
+    with pytest.raises(UnsupportedModelError, match=r"static shape profile .* x 1x3x8x8:1x3x8x8:4x3x8x8"):
+        build_engine(Path("m.onnx"), dynamic)
+    assert fake.config is None, "refused before building"
+    static = BuildSettings(precision="fp16", profile=STATIC, dla_core=1)
+    assert static.dla_problem() is None
+    assert settings_for().dla_problem() is None
+    assert build_engine(Path("m.onnx"), static) == b"plan"
+    assert fake.config.DLA_core == 1
+    assert fake.config.default_device_type == trt.DeviceType.DLA
+    has_adjust = "ADJUST_FOR_DLA" in surface(version)["enums"]["OnnxParserFlag"]
+    assert fake.parser_flags == ([trt.OnnxParserFlag.ADJUST_FOR_DLA] if has_adjust else [])
+    assert has_adjust == (version != "10.3")
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_cache_verify_loads_each_engine_as_its_key_says(
+    fake: FakeTensorRT, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """`edgerun cache verify` must allow host code for a version-compatible entry, or it deletes a good engine."""
+    from edgerun.cli.trt import _deserializer
+    from edgerun.trt import cuda
+    from edgerun.trt.cache import EngineKey
+
+    trt = use(monkeypatch, version, fake)
+    gpu = types.SimpleNamespace(name="Orin", compute_capability="8.7", total_memory=16 * 2**30, multiprocessors=8)
+    monkeypatch.setattr(cuda, "device_info", lambda index=0: gpu)
+    found = _deserializer()
+    assert found is not None
+    check_key, device = found
+    assert device == {
+        "tensorrt": trt.__version__,
+        "gpu": "Orin",
+        "compute_capability": "8.7",
+        "multiprocessors": 8,
+        "memory_gib": 16,
+    }
+
+    def key(version_compatible: bool) -> EngineKey:
+        return EngineKey(
+            "a", "b", "fp16", trt.__version__, "Orin", "8.7", {}, (), {"version_compatible": version_compatible}
+        )
+
+    check_key(key(True), b"lean runtime plan")
+    check_key(key(False), b"plan")
+    with pytest.raises(ValueError, match="host code"):
+        check_key(key(False), b"lean runtime plan")

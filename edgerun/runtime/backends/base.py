@@ -93,6 +93,9 @@ class Capabilities:
     """The INT8 Q/DQ layout this backend wants, given the plan's device (``cpu`` or ``cuda:N``)."""
     phase_timing: bool = False
     """Opened models implement `PhaseTimedBackend`."""
+    precision_from_fp32: Callable[[Plan], str | None] = lambda plan: None
+    """Why this backend makes the plan's precision from the FP32 model itself (a reason), or None: then
+    `load()` converts first (TensorRT 10.x DLA builds are weakly typed and take FP16 by builder flag)."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Mapping
 from importlib import util
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgerun.errors import BackendError, ConfigError, UnsupportedModelError
@@ -154,10 +155,13 @@ def _providers(plan: Plan) -> list[str | tuple[str, dict[str, Any]]]:
     """The plan's execution providers, with the GPU index of ``cuda:N`` passed to the GPU ones.
 
     ONNX Runtime's TensorRT provider builds engines too: they and its timing cache go to
-    edgerun's cache, so that it does not rebuild on every start either.
+    edgerun's cache, in a folder per TensorRT version, ONNX Runtime version and GPU
+    (`ort_tensorrt_cache_folder`), so that it neither rebuilds on every start nor, after a
+    JetPack / TensorRT / ORT upgrade, fails to deserialize the engines of the old versions.
     """
     if not plan.device.startswith("cuda:"):
         return list(plan.targets)
+    from edgerun.runtime.device import current_device
     from edgerun.storage import cache_dir
 
     device_id = plan.device.split(":", 1)[1]
@@ -166,7 +170,17 @@ def _providers(plan: Plan) -> list[str | tuple[str, dict[str, Any]]]:
         if target == "CPUExecutionProvider":
             providers.append(target)
         elif target == "TensorrtExecutionProvider":
-            folder = str(cache_dir() / "ort-tensorrt")
+            device = current_device()
+            folder = str(
+                ort_tensorrt_cache_folder(
+                    cache_dir() / "ort-tensorrt",
+                    tensorrt=device.versions.get("tensorrt"),
+                    onnxruntime=plan.backend_version or _ort_version(),
+                    gpu=device.gpu_name,
+                    compute_capability=device.compute_capability,
+                    l4t=device.l4t,
+                )
+            )
             options = {
                 "device_id": device_id,
                 "trt_engine_cache_enable": "True",
@@ -178,6 +192,42 @@ def _providers(plan: Plan) -> list[str | tuple[str, dict[str, Any]]]:
         else:
             providers.append((target, {"device_id": device_id}))
     return providers
+
+
+def ort_tensorrt_cache_folder(
+    root: Path,
+    *,
+    tensorrt: str | None,
+    onnxruntime: str | None,
+    gpu: str | None,
+    compute_capability: str | None,
+    l4t: str | None = None,
+) -> Path:
+    """ORT's TensorRT provider cache folder for these versions and this GPU, under ``root``.
+
+    ONNX Runtime's documentation asks to clean the provider's engine and profile caches when the
+    model, the ORT version, the TensorRT version or the hardware changes; its engine file names only
+    carry the model hash and the compute capability. One folder per combination makes an upgrade a
+    fresh build instead of a failed deserialization (folders of old versions are left for
+    ``edgerun cache clear`` to remove). On a Jetson the L4T release is added: JetPack's TensorRT may
+    be installed without package metadata (version "unknown"), and a JetPack upgrade changes L4T.
+    """
+    parts = [f"trt{tensorrt or 'unknown'}", f"ort{onnxruntime or 'unknown'}", gpu or "gpu"]
+    if compute_capability:
+        parts.append(f"sm{compute_capability.replace('.', '')}")
+    if l4t:
+        parts.append(f"l4t{l4t}")
+    name = re.sub(r"[^A-Za-z0-9.+]+", "-", "-".join(parts)).strip("-").lower()
+    return root / name
+
+
+def _ort_version() -> str | None:
+    try:
+        import onnxruntime
+
+        return str(onnxruntime.__version__)
+    except Exception:
+        return None
 
 
 def _direct_run(session: Any) -> Any:

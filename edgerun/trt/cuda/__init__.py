@@ -11,9 +11,11 @@ from edgerun.trt.cuda.api import (
     NOT_INSTALLED,
     DeviceInfo,
     check,
+    current_device,
     device_count,
     device_info,
     runtime,
+    set_device,
     unavailable_reason,
 )
 from edgerun.trt.cuda.graph import CudaGraph
@@ -40,9 +42,11 @@ __all__ = [
     "copy_device_to_device",
     "copy_to_device",
     "copy_to_host",
+    "current_device",
     "device_count",
     "device_info",
     "elapsed_ms",
     "runtime",
+    "set_device",
     "unavailable_reason",
 ]

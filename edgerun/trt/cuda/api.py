@@ -157,6 +157,24 @@ def closed_error(what: str) -> CudaError:
 # --- devices ----------------------------------------------------------------------------------
 
 
+def set_device(index: int) -> None:
+    """Make device ``index`` current for the calling host thread (``cudaSetDevice``).
+
+    CUDA's current device is per host thread and defaults to 0: streams, buffers, TensorRT's
+    builder, runtime and execution contexts all use the device current when they are made or
+    called, so code that runs on ``cuda:N`` sets it first in every thread that calls CUDA (as
+    trtexec does for its inference threads).
+    """
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise CudaUnavailableError(f"a CUDA device index is an int >= 0, got {index!r}")
+    check("cudaSetDevice", usable_runtime().cudaSetDevice(index))
+
+
+def current_device() -> int:
+    """The device current for the calling host thread (``cudaGetDevice``)."""
+    return int(check("cudaGetDevice", usable_runtime().cudaGetDevice()))
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """One CUDA device as the planner and reports show it."""
