@@ -101,7 +101,7 @@ def random_samples(model: ModelFile, card: ModelCard | None, *, seed: int = 0) -
     except Exception as exc:  # free dimensions nobody named: nothing to run the check on
         raise CalibrationError(
             f"{model.path}: no check data, and random inputs need concrete input shapes ({exc}); "
-            "give check data (--data, or calibration=...)"
+            "give check data: load(..., check_data=...) or --data"
         ) from exc
     log_once(_log, logging.WARNING, f"{model.path.name}: {RANDOM_NOTE}")
     return CheckSamples(feeds, f"seed {seed}", random=True)
