@@ -48,6 +48,12 @@ TARGETS: tuple[QdqLayout, ...] = get_args(QdqLayout)
 """Which runtime the Q/DQ model is shaped for (see `QuantizeOptions.target`)."""
 MIN_QDQ_OPSET = 13
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+_COUNTED_OPS = _COMPUTE_OPS | {"LSTM", "GRU"}
+"""What coverage counts as a compute op (weights that INT8 could hold)."""
+_INTEGER_OPS = frozenset(
+    {"MatMulInteger", "ConvInteger", "QLinearConv", "QLinearMatMul", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM"}
+)
+"""Operators that only exist in a quantized model: each one is a quantized compute op."""
 _log = logging.getLogger("edgerun")
 
 
@@ -123,6 +129,10 @@ class QuantizeResult:
     calibration_cache_hit: bool
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    subgraph_quantized: dict[str, int] = field(default_factory=dict)
+    """The part of ``quantized`` that sits inside ``If``/``Loop``/``Scan`` subgraphs, by type."""
+    subgraph_float_ops: dict[str, int] = field(default_factory=dict)
+    """The part of ``float_ops`` that sits inside ``If``/``Loop``/``Scan`` subgraphs, by type."""
 
     @property
     def quantized_count(self) -> int:
@@ -169,19 +179,30 @@ def quantize(
         quantized_path = Path(tmp) / "quantized.onnx"
         cache_file: Path | None = None
         cache_hit = False
+        subgraph_failure: str | None = None
         if options.mode == "static":
             assert calibration is not None
             cache_file, cache_hit = _static(
                 prepared_path, quantized_path, calibration, options, excluded, source, cache
             )
         else:
-            _dynamic(prepared, prepared_path, quantized_path, options, excluded, source.path)
-        qdq, quantized, float_ops = _coverage(quantized_path)
+            subgraph_failure = _dynamic(prepared, prepared_path, quantized_path, options, excluded, source.path)
+        coverage = _coverage(quantized_path)
+        qdq, quantized, float_ops = coverage.qdq_nodes, coverage.quantized, coverage.float_ops
+        note = _subgraph_note(coverage, options.mode, subgraph_failure)
+        message = None
         if qdq == 0 and not quantized:
-            message = (
-                f"NOTHING WAS QUANTIZED in {source.path.name}: the output has no Q/DQ nodes and no INT8 weights; "
-                "it will run exactly like the fp32 model. Check --exclude and that the model has Conv/MatMul/Gemm."
-            )
+            if note is None:
+                message = (
+                    f"NOTHING WAS QUANTIZED in {source.path.name}: the output has no Q/DQ nodes and no INT8 weights; "
+                    "it will run exactly like the fp32 model. Check --exclude and that the model has Conv/MatMul/Gemm."
+                )
+            else:
+                top_level = "" if coverage.top_level_compute else "; the top-level graph has no compute op of its own"
+                message = f"NOTHING WAS QUANTIZED in {source.path.name}: {note}{top_level}."
+        elif note is not None:
+            message = f"{source.path.name}: {note}."
+        if message is not None:
             if warn_if_empty:
                 _log.warning(message)
             warnings.append(message)
@@ -198,6 +219,8 @@ def quantize(
         calibration_cache_hit=cache_hit,
         seconds=time.perf_counter() - started,
         warnings=warnings,
+        subgraph_quantized=coverage.subgraph_quantized,
+        subgraph_float_ops=coverage.subgraph_float_ops,
     )
 
 
@@ -360,7 +383,13 @@ def _dynamic(
     options: QuantizeOptions,
     excluded: list[str],
     path: Path,
-) -> None:
+) -> str | None:
+    """Quantize ``prepared`` dynamically, ``If``/``Loop``/``Scan`` subgraphs included.
+
+    ONNX Runtime's dynamic quantizer leaves subgraphs in float unless ``EnableSubgraph`` is set
+    (measured on onnxruntime 1.32). Returns why subgraphs stayed float when the quantizer failed
+    on them (the model is then quantized without them), else None.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     convs = sum(1 for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose"))
@@ -370,29 +399,135 @@ def _dynamic(
             "dynamic quantization ran about 3x slower than FP32 on a CNN here. Use static INT8 with --calib, "
             "or --force to do it anyway (dynamic suits MatMul-heavy models)."
         )
+    extra: dict[str, Any] = {}
+    sub_types = _subgraph_op_types(proto.graph)
+    if sub_types:
+        extra["extra_options"] = {"EnableSubgraph": True}
+        # Subgraph nodes are matched by name only; an excluded operator type must stay float there too.
+        kinds = {entry for entry in options.exclude if entry in sub_types}
+        if kinds:
+            from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+            extra["op_types_to_quantize"] = [t for t in IntegerOpsRegistry if t not in kinds]
     try:
-        quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+        quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8, nodes_to_exclude=excluded, **extra)
     except Exception as exc:
-        raise ConversionError(f"{path}: onnxruntime dynamic quantization failed: {exc}") from exc
+        if not sub_types:
+            raise ConversionError(f"{path}: onnxruntime dynamic quantization failed: {exc}") from exc
+        reason = f"onnxruntime's dynamic quantizer failed on the subgraphs ({str(exc).strip()[:200]})"
+        _log.info("%s: %s; quantizing the top-level graph only", path, reason)
+        try:
+            quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+        except Exception as again:
+            raise ConversionError(f"{path}: onnxruntime dynamic quantization failed: {again}") from again
+        return reason
+    return None
 
 
-def _coverage(path: Path) -> tuple[int, dict[str, int], dict[str, int]]:
-    """Q/DQ node count, compute ops with INT8 weights and compute ops left in float, by type."""
+@dataclass
+class _Coverage:
+    """What a quantized model holds, subgraphs included (their share also kept apart)."""
+
+    qdq_nodes: int = 0
+    quantized: dict[str, int] = field(default_factory=dict)
+    float_ops: dict[str, int] = field(default_factory=dict)
+    subgraph_quantized: dict[str, int] = field(default_factory=dict)
+    subgraph_float_ops: dict[str, int] = field(default_factory=dict)
+    float_hosts: dict[str, int] = field(default_factory=dict)
+    """Operator types (If, Loop, Scan) of the subgraphs that hold float compute ops."""
+
+    @property
+    def top_level_compute(self) -> int:
+        total = sum(self.quantized.values()) + sum(self.float_ops.values())
+        return total - sum(self.subgraph_quantized.values()) - sum(self.subgraph_float_ops.values())
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs held in ``node``'s attributes (If branches, Loop and Scan bodies)."""
+    import onnx
+
+    graphs: list[onnx.GraphProto] = []
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            graphs.append(attr.g)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            graphs.extend(attr.graphs)
+    return graphs
+
+
+def _subgraph_op_types(graph: onnx.GraphProto) -> set[str]:
+    """Operator types of every node inside ``graph``'s subgraphs, at any depth."""
+    types: set[str] = set()
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            types |= {n.op_type for n in sub.node} | _subgraph_op_types(sub)
+    return types
+
+
+def _coverage(path: Path) -> _Coverage:
+    """Q/DQ node count, compute ops with INT8 weights and compute ops left in float, by type.
+
+    Walks ``If``/``Loop``/``Scan`` subgraphs recursively: a subgraph sees the INT8 initializers
+    and dequantized weights of its own graph and of every graph around it (outer-scope names).
+    """
     import onnx
 
     proto = onnx.load(str(path))
     int8_types = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
-    int8_tensors = {t.name for t in proto.graph.initializer if t.data_type in int8_types}
-    dequantized = {
-        n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8_tensors
-    }
-    qdq = sum(1 for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
     quantized: Counter[str] = Counter()
     float_ops: Counter[str] = Counter()
-    for node in proto.graph.node:
-        if node.op_type in ("MatMulInteger", "ConvInteger", "QLinearConv", "QLinearMatMul", "DynamicQuantizeMatMul"):
-            quantized[node.op_type] += 1
-        elif node.op_type in _COMPUTE_OPS:
-            weight_is_int8 = len(node.input) > 1 and node.input[1] in dequantized
-            (quantized if weight_is_int8 else float_ops)[node.op_type] += 1
-    return qdq, dict(quantized), dict(float_ops)
+    sub_quantized: Counter[str] = Counter()
+    sub_float: Counter[str] = Counter()
+    hosts: Counter[str] = Counter()
+    qdq = 0
+
+    def walk(graph: onnx.GraphProto, outer_int8: set[str], outer_dequantized: set[str], host: str | None) -> None:
+        nonlocal qdq
+        int8_tensors = outer_int8 | {t.name for t in graph.initializer if t.data_type in int8_types}
+        dequantized = outer_dequantized | {
+            n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8_tensors
+        }
+        for node in graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                qdq += 1
+            kind: Counter[str] | None = None
+            if node.op_type in _INTEGER_OPS:
+                kind = quantized
+            elif node.op_type in _COUNTED_OPS:
+                weight_is_int8 = len(node.input) > 1 and node.input[1] in dequantized
+                kind = quantized if weight_is_int8 else float_ops
+            if kind is not None:
+                kind[node.op_type] += 1
+                if host is not None:
+                    (sub_quantized if kind is quantized else sub_float)[node.op_type] += 1
+                    if kind is float_ops:
+                        hosts[host] += 1
+            for sub in _subgraphs(node):
+                walk(sub, int8_tensors, dequantized, node.op_type)
+
+    walk(proto.graph, set(), set(), None)
+    return _Coverage(qdq, dict(quantized), dict(float_ops), dict(sub_quantized), dict(sub_float), dict(hosts))
+
+
+def _subgraph_note(coverage: _Coverage, mode: Mode, failure: str | None) -> str | None:
+    """Why compute ops inside subgraphs stayed float, or None when none did."""
+    if not coverage.subgraph_float_ops:
+        return None
+    import onnxruntime
+
+    ops = ", ".join(f"{n} {op}" for op, n in sorted(coverage.subgraph_float_ops.items()))
+    where = "/".join(sorted(coverage.float_hosts))
+    version = f"onnxruntime {onnxruntime.__version__}"
+    if mode == "static":
+        why = (
+            f"{version}'s quantizer does not quantize subgraphs in static (QDQ) mode, only the top-level graph; "
+            "dynamic mode (--mode dynamic) quantizes MatMul inside them"
+        )
+    elif failure is not None:
+        why = failure
+    else:
+        why = (
+            f"excluded, or of an operator type {version}'s dynamic quantizer leaves in float "
+            "(it quantizes MatMul, Conv and LSTM)"
+        )
+    return f"{ops} inside {where} subgraphs left in float: {why}"
