@@ -174,7 +174,7 @@ def _run_int8(
     else:
         raise CalibrationError(f"{model_file.path}: INT8 needs calibration data: --calib SRC")
     loaded = _load_data(str(source), model_file, card, spec, count, seed, None, ())
-    calibration = CalibrationData(loaded.inputs, source=loaded.source)
+    calibration = CalibrationData(loaded.inputs, source=loaded.source, batch_axes=loaded.batch_axes)
     checks, left = check_samples_from(data, model_file, card, spec, samples=samples, seed=seed, calibration=calibration)
     calibration = left or calibration
     lines.append(f"calibration: {calibration.count} samples of {calibration.source}")

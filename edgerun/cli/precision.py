@@ -314,7 +314,7 @@ def quantize_cmd(
         if calib is None:
             raise ConversionError(f"{model_file.path}: static INT8 needs calibration data: --calib SRC")
         loaded = _load_data(calib, model_file, card, spec, samples, seed, None, ())
-        calibration = CalibrationData(loaded.inputs, source=loaded.source)
+        calibration = CalibrationData(loaded.inputs, source=loaded.source, batch_axes=loaded.batch_axes)
     check: GuardResult | None = None
     note: str | None = None
     skipped: str | None = "skipped (--no-check)" if no_check else None
@@ -323,7 +323,9 @@ def quantize_cmd(
         samples_used, calibration = check_samples_from(data, model_file, card, spec, seed=seed, calibration=calibration)
         note = samples_used.note
         # dynamic INT8 reads no calibration; the guard's signature wants some
-        guard_calibration = calibration or CalibrationData(samples_used.inputs, source=samples_used.source)
+        guard_calibration = calibration or CalibrationData(
+            samples_used.inputs, source=samples_used.source, batch_axes=samples_used.batch_axes or None
+        )
         try:
             with err.status("checking the INT8 model against FP32"), tempfile.TemporaryDirectory() as tmp:
                 check = guard_int8(
@@ -511,6 +513,7 @@ def compare_cmd(
             mask_threshold=mask_threshold,
             declared=declared_outputs(card),
             progress=lambda text: status.update(text),
+            batch_axes=loaded.batch_axes,
         )
     title = f"compare: {result.samples} samples from {result.source}"
     _render_table(title, result.cells(reference="ref"), result.key_columns(), wide)
@@ -592,7 +595,9 @@ def tune_cmd(
         result = tune(
             model_file.path,
             output,
-            calibration=CalibrationData(calibration.inputs, source=calibration.source),
+            calibration=CalibrationData(
+                calibration.inputs, source=calibration.source, batch_axes=calibration.batch_axes
+            ),
             inputs=evaluation.inputs,
             labels=evaluation.labels,
             max_accuracy_drop=max_accuracy_drop,

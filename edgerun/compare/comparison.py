@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgerun.data.samples import sample_count, take
 from edgerun.errors import InputError, ModelError
 from edgerun.loading import load
 from edgerun.quality import OutputQuality, QualityBudget, output_quality
@@ -277,13 +278,21 @@ def check_same_io(sessions: Sequence[Session]) -> None:
             )
 
 
-def run_all(session: Session, inputs: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """Outputs for every sample, run in batches (one at a time for fixed-batch models)."""
-    count = len(next(iter(inputs.values())))
-    step = batch_size if all(s.has_dynamic_batch for s in session.inputs) else 1
+def run_all(
+    session: Session,
+    inputs: Mapping[str, np.ndarray],
+    batch_size: int,
+    batch_axes: Mapping[str, int | None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Outputs for every sample, run in batches (one at a time unless every input batches on axis 0);
+    samples lie along each input's batch axis (``batch_axes``: default 0; None for constants)."""
+    axes = batch_axes or {}
+    count = sample_count(inputs, axes, "the data")
+    batched = [s for s in session.inputs if axes.get(s.name, 0) is not None]
+    step = batch_size if all(s.has_dynamic_batch and axes.get(s.name, 0) == 0 for s in batched) else 1
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, count, step):
-        batch = {k: v[start : start + step] for k, v in inputs.items()}
+        batch = take(inputs, axes, slice(start, start + step))
         for name, value in session.run(batch).items():
             parts.setdefault(name, []).append(value)
     return {name: np.concatenate(values) for name, values in parts.items()}
@@ -305,15 +314,17 @@ def compare(
     declared: Mapping[str, Any] | None = None,
     names: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    batch_axes: Mapping[str, int | None] | None = None,
 ) -> Comparison:
     """Run ``models`` (the first is the reference) on ``inputs`` and measure them side by side.
 
+    ``batch_axes``: each input's batch axis (`SampleSet.batch_axes`; default 0, None for constants);
     ``declared``: output kinds (a model card's ``outputs``, see `edgerun.quality.output_kind`);
     ``labels_output`` is judged as class scores.
     """
     if len(models) < 2:
         raise ModelError(None, "compare needs a reference and at least one candidate")
-    count = len(next(iter(inputs.values())))
+    count = sample_count(inputs, batch_axes or {}, source)
     if labels is not None and len(labels) != count:
         raise InputError(
             f"{len(labels)} labels for {count} samples of {source}", expected=str(count), got=str(len(labels))
@@ -324,10 +335,10 @@ def compare(
         labels_of = [str(n) for n in (names or models)]
         if progress:
             progress("running every model on the data")
-        outputs = [run_all(s, inputs, batch_size) for s in sessions]
+        outputs = [run_all(s, inputs, batch_size, batch_axes) for s in sessions]
         if progress:
             progress("timing interleaved calls")
-        latency = _interleaved_latency(sessions, inputs, latency_batch, warmup, iterations)
+        latency = _interleaved_latency(sessions, inputs, latency_batch, warmup, iterations, batch_axes or {})
         class_output = labels_output or _classifier_output(sessions[0], outputs[0])
         rows: list[ModelRow] = []
         ref_acc: float | None = None
@@ -388,7 +399,12 @@ def _classifier_output(session: Session, produced: Mapping[str, np.ndarray]) -> 
 
 
 def _interleaved_latency(
-    sessions: Sequence[Session], inputs: Mapping[str, np.ndarray], batch: int, warmup: int, iterations: int
+    sessions: Sequence[Session],
+    inputs: Mapping[str, np.ndarray],
+    batch: int,
+    warmup: int,
+    iterations: int,
+    batch_axes: Mapping[str, int | None],
 ) -> list[LatencyStats]:
     """Per-call latency of each model, calls interleaved so drift is shared.
 
@@ -396,7 +412,7 @@ def _interleaved_latency(
     model's predecessor fixed, and a small model run right after a large one pays for the caches
     the large one evicted (measured: the same file 16% slower when always run after the teacher).
     """
-    feeds = {k: np.ascontiguousarray(v[:batch]) for k, v in inputs.items()}
+    feeds = {k: np.asarray(v, order="C") for k, v in take(inputs, batch_axes, slice(0, batch)).items()}
     for session in sessions:
         for _ in range(warmup):
             session.run(feeds)

@@ -5,6 +5,10 @@ folder (sorted file names; ``labels.csv`` with ``file,label`` rows is picked up)
 image, a ``.npy`` array, or a ``.npz`` with one array per input name (or ``images``) and
 optional ``labels``. Sampling is deterministic: ``samples`` items drawn with ``seed``, kept
 in their original order.
+
+Arrays keep the model's layout: samples lie along each input's own batch axis (`batch_axis`:
+axis 1 of a recurrent ``state [2, batch, 128]``), and constant inputs (a rank-0 sample rate,
+or an input with no batch dimension) are given once, as-is, and never stacked or indexed.
 """
 
 from __future__ import annotations
@@ -12,15 +16,15 @@ from __future__ import annotations
 import csv
 import os
 import zipfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgerun.data.preprocess import PreprocessSpec, is_image_path
 from edgerun.errors import CalibrationError, EdgerunError
-from edgerun.specs import TensorSpec
+from edgerun.specs import UNNAMED_DIM, TensorSpec
 
 Progress = Callable[[int, int], None]
 """Called with (done, total) while images are read."""
@@ -30,15 +34,171 @@ LABELS_FILE = "labels.csv"
 
 @dataclass(frozen=True)
 class SampleSet:
-    """Inputs by name (batch axis first), optional integer labels, and where they came from."""
+    """Inputs by name (samples along ``batch_axes``), optional integer labels, and where they came from.
+
+    ``batch_axes`` maps an input to the axis its samples lie along, or None for a constant
+    given once; inputs it does not name use `default_batch_axis`.
+    """
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None
     source: str
+    batch_axes: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
-        return len(next(iter(self.inputs.values())))
+        return sample_count(self.inputs, self.batch_axes, self.source)
+
+
+def batch_axis(spec: TensorSpec, specs: Sequence[TensorSpec] = ()) -> int | None:
+    """The axis of ``spec`` along which samples (the batch) lie, or None for a constant input.
+
+    Read from the shapes of the model's inputs ``specs``:
+
+    - rank 0 (a sample rate, a threshold): None, a constant;
+    - a symbolic axis 0 (``input [batch, samples]``): 0, unless that symbol is not another
+      input's axis 0 while another of its symbols is (time-major ``[seq, batch, feat]``);
+    - a symbol at axis 0 of another input (``batch`` at axis 1 of ``state [2, batch, 128]``):
+      that axis;
+    - a fixed axis 0 of 1 (a model exported with a fixed batch of one): 0;
+    - no batch dimension at all (``[2, 128]`` fixed, nothing shared): None, a constant given
+      with exactly its shape.
+    """
+    if not spec.shape:
+        return None
+    heads = {
+        other.shape[0]
+        for other in specs
+        if other.name != spec.name and other.shape and isinstance(other.shape[0], str) and other.shape[0] != UNNAMED_DIM
+    }
+    first = spec.shape[0]
+    if isinstance(first, str) and (first in heads or not any(d in heads for d in spec.shape[1:])):
+        return 0
+    for axis, dim in enumerate(spec.shape):
+        if axis > 0 and isinstance(dim, str) and dim in heads:
+            return axis
+    return 0 if first == 1 else None
+
+
+def batch_axes(specs: Sequence[TensorSpec]) -> dict[str, int | None]:
+    """`batch_axis` of every input in ``specs``, by name."""
+    return {spec.name: batch_axis(spec, specs) for spec in specs}
+
+
+def default_batch_axis(array: np.ndarray) -> int | None:
+    """Batch axis of an array no input spec describes: None (constant) for a scalar, else 0."""
+    return None if array.ndim == 0 else 0
+
+
+def axis_of(name: str, array: np.ndarray, axes: Mapping[str, int | None]) -> int | None:
+    """The batch axis of ``name`` from ``axes``, else `default_batch_axis` of its array."""
+    return axes[name] if name in axes else default_batch_axis(array)
+
+
+def sample_count(arrays: Mapping[str, np.ndarray], axes: Mapping[str, int | None], source: str) -> int:
+    """Samples along each input's batch axis, equal for all; 1 when every input is a constant.
+
+    Raises CalibrationError naming each input, its batch axis and count when they disagree.
+    """
+    counts: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+    for name, array in arrays.items():
+        axis = axis_of(name, array, axes)
+        if axis is None:
+            continue
+        if axis >= array.ndim:
+            raise CalibrationError(
+                f"{source}: input '{name}' has shape {list(array.shape)}, it needs samples along axis {axis}",
+                tensor=name,
+                expected=f"samples along axis {axis}",
+                got=f"shape {list(array.shape)}",
+            )
+        counts[name] = (array.shape[axis], axis, array.shape)
+    if not counts:
+        return 1
+    if len({count for count, _, _ in counts.values()}) != 1:
+        found = ", ".join(
+            f"'{name}' {count} along axis {axis} (shape {list(shape)})" for name, (count, axis, shape) in counts.items()
+        )
+        raise CalibrationError(f"{source}: inputs have different sample counts: {found}")
+    return next(iter(counts.values()))[0]
+
+
+def take(
+    arrays: Mapping[str, np.ndarray], axes: Mapping[str, int | None], index: np.ndarray | slice
+) -> dict[str, np.ndarray]:
+    """Samples ``index`` (indices or a slice) of every input along its batch axis; constants as they are."""
+    picked: dict[str, np.ndarray] = {}
+    for name, array in arrays.items():
+        axis = axis_of(name, array, axes)
+        if axis is None:
+            picked[name] = array
+        elif isinstance(index, slice):
+            picked[name] = array[(slice(None),) * axis + (index,)]
+        else:
+            picked[name] = np.take(array, index, axis=axis)
+    return picked
+
+
+def fit_inputs(
+    arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec], source: str
+) -> tuple[dict[str, np.ndarray], dict[str, int | None]]:
+    """``arrays`` laid out for ``inputs``: every input present and of its rank, constants as one value.
+
+    Returns the arrays (a rank-0 constant given as a 1-element array becomes a scalar) and the
+    batch axis of each. Arrays no input names are kept, with `default_batch_axis`. Raises
+    CalibrationError naming the input, its expected shape and what was found; sample counts are
+    checked with `sample_count`.
+    """
+    axes = batch_axes(inputs)
+    missing = [spec for spec in inputs if spec.name not in arrays]
+    if missing:
+        raise CalibrationError(
+            f"{source}: no data for input(s) {', '.join(_expected(s, axes[s.name]) for s in missing)}; "
+            f"the data has {', '.join(arrays) or 'no arrays'}",
+            tensor=missing[0].name,
+            expected=_expected(missing[0], axes[missing[0].name]),
+            got=f"arrays {', '.join(arrays)}",
+        )
+    fitted = {name: np.asarray(array) for name, array in arrays.items()}
+    for spec in inputs:
+        array = fitted[spec.name]
+        axis = axes[spec.name]
+        if axis is None and spec.rank == 0:
+            if array.size != 1:
+                raise CalibrationError(
+                    f"{source}: input '{spec.name}' is a constant (a scalar, e.g. a sample rate): give one value, "
+                    f"not one per sample; got shape {list(array.shape)}",
+                    tensor=spec.name,
+                    expected="one value (shape [])",
+                    got=f"shape {list(array.shape)}",
+                )
+            fitted[spec.name] = array.reshape(())
+        elif array.ndim != spec.rank or (axis is None and not _fixed_dims_match(spec, array.shape, None)):
+            where = "a constant given once" if axis is None else f"samples along axis {axis}"
+            raise CalibrationError(
+                f"{source}: input '{spec.name}' has shape {list(array.shape)}, the model expects "
+                f"{list(spec.shape)} ({where})",
+                tensor=spec.name,
+                expected=_expected(spec, axis),
+                got=f"shape {list(array.shape)}",
+            )
+    for name, array in fitted.items():
+        axes.setdefault(name, default_batch_axis(array))
+    sample_count(fitted, axes, source)
+    return fitted, axes
+
+
+def _fixed_dims_match(spec: TensorSpec, shape: Sequence[int], axis: int | None) -> bool:
+    return all(
+        not isinstance(want, int) or want == have or i == axis
+        for i, (want, have) in enumerate(zip(spec.shape, shape, strict=True))
+    )
+
+
+def _expected(spec: TensorSpec, axis: int | None) -> str:
+    if axis is None:
+        return f"'{spec.name}' {spec.dtype.name} {list(spec.shape)} (a constant, given once)"
+    return f"'{spec.name}' {spec.dtype.name} {list(spec.shape)} (samples along axis {axis})"
 
 
 def only_input(
@@ -85,6 +245,7 @@ def load_samples(
         if preprocess is None:
             raise CalibrationError(f"{path}: images need a preprocessing spec for input '{name}' (--preprocess)")
         arrays = {name: _read_images(chosen, preprocess, progress)}
+        axes: dict[str, int | None] = {name: 0}
         found: np.ndarray | None
         if labels is not None and Path(labels).suffix != ".csv":
             # Labels without file names follow the sorted file names of the folder.
@@ -97,17 +258,18 @@ def load_samples(
             found = _labels_for_files(chosen, table, required=labels is not None)
     elif path.suffix in (".npy", ".npz"):
         arrays, found = _read_array_file(path, inputs)
+        arrays, axes = fit_inputs(arrays, inputs, str(path))
         if labels is not None:
             found = read_label_file(Path(labels))
-        total = len(next(iter(arrays.values())))
+        total = sample_count(arrays, axes, str(path))
         if found is not None and len(found) != total:
             raise CalibrationError(f"{labels or path}: {len(found)} labels for {total} samples")
         index = pick(total, samples, seed)
-        arrays = {k: v[index] for k, v in arrays.items()}
+        arrays = take(arrays, axes, index)
         found = None if found is None else found[index]
     else:
         raise CalibrationError(f"{path}: not an image folder, an image, or a .npy/.npz array file")
-    return SampleSet(arrays, found, str(path))
+    return SampleSet(arrays, found, str(path), axes)
 
 
 def image_files(path: Path) -> list[Path]:
@@ -202,4 +364,7 @@ def _read_array_file(path: Path, inputs: Sequence[TensorSpec]) -> tuple[dict[str
             return {names[0]: loaded[arrays[0]]}, labels
         if len(names) == 1 and "images" in arrays:
             return {names[0]: loaded["images"]}, labels
+        if len(names) > 1:
+            # fit_inputs names each missing input with its expected shape.
+            return {k: loaded[k] for k in arrays}, labels
         raise CalibrationError(f"{path}: arrays {', '.join(keys)} do not name the model's inputs {', '.join(names)}")

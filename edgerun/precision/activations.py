@@ -58,16 +58,24 @@ def open_session(model: onnx.ModelProto | bytes, label: str) -> onnxruntime.Infe
 
 
 def run_model(
-    session: onnxruntime.InferenceSession, inputs: Mapping[str, np.ndarray], label: str
+    session: onnxruntime.InferenceSession,
+    inputs: Mapping[str, np.ndarray],
+    label: str,
+    axes: Mapping[str, int | None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """All outputs for every sample (whole batch when axis 0 is free, else one sample per call)."""
+    """All outputs for every sample: the whole batch at once, or one sample per call for models that fix
+    their batch; samples lie along each input's batch axis (``axes``; default 0, None for constants)."""
+    from edgerun.data.samples import sample_count, take
+
+    axes = axes or {}
     names = [o.name for o in session.get_outputs()]
-    count = len(next(iter(inputs.values())))
-    step = count if all(not isinstance(i.shape[0], int) for i in session.get_inputs() if i.shape) else 1
+    count = sample_count(inputs, axes, label)
+    batched = [i for i in session.get_inputs() if axes.get(i.name, 0) is not None and i.shape]
+    step = count if all(not isinstance(i.shape[axes.get(i.name, 0) or 0], int) for i in batched) else 1
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     try:
         for start in range(0, count, step):
-            values = session.run(names, {k: v[start : start + step] for k, v in inputs.items()})
+            values = session.run(names, take(inputs, axes, slice(start, start + step)))
             for name, value in zip(names, values, strict=True):
                 parts[name].append(np.asarray(value))
     except Exception as exc:
@@ -75,7 +83,12 @@ def run_model(
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def activation_stats(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], label: str) -> dict[str, TensorStats]:
+def activation_stats(
+    model: onnx.ModelProto,
+    inputs: Mapping[str, np.ndarray],
+    label: str,
+    axes: Mapping[str, int | None] | None = None,
+) -> dict[str, TensorStats]:
     """Measured ranges of every node output of the (FP32) ``model``'s top-level graph, over `RANGE_SAMPLES` samples."""
     import onnx
 
@@ -89,12 +102,15 @@ def activation_stats(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], l
                 present.add(name)
     session = open_session(exposed, label)
     names = [o.name for o in session.get_outputs()]
-    count = min(RANGE_SAMPLES, len(next(iter(inputs.values()))))
+    from edgerun.data.samples import sample_count, take
+
+    axes = axes or {}
+    count = min(RANGE_SAMPLES, sample_count(inputs, axes, label))
     overall: dict[str, float] = {}
     slices: dict[str, np.ndarray] = {}
     for index in range(count):
         try:
-            values = session.run(names, {k: v[index : index + 1] for k, v in inputs.items()})
+            values = session.run(names, take(inputs, axes, slice(index, index + 1)))
         except Exception as exc:
             raise ConversionError(f"{label}: measuring activation ranges failed: {exc}") from exc
         for name, value in zip(names, values, strict=True):

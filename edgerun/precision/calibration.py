@@ -6,6 +6,11 @@ returns a feed dict or None, ``rewind()`` starts over), so it plugs straight int
 `PreprocessSpec`), a ``.npy`` / ``.npz`` array set, or a Python iterable; sampling is
 deterministic (``samples`` and ``seed``), and ``sha256`` identifies the exact data so that
 calibration results can be cached.
+
+Samples lie along each input's own batch axis (`edgerun.data.samples.batch_axis`: axis 1 of a
+recurrent ``state [2, batch, 128]``); constant inputs (a rank-0 sample rate) are given once and
+served as-is with every batch. Sequences of different lengths are not stacked: they raise a
+`CalibrationError` that says to pad them (masking the padding) or calibrate on one length.
 """
 
 from __future__ import annotations
@@ -18,27 +23,54 @@ from typing import Any
 import numpy as np
 
 from edgerun.data.preprocess import PreprocessSpec
-from edgerun.data.samples import Progress, load_samples, only_input, pick
+from edgerun.data.samples import (
+    Progress,
+    axis_of,
+    batch_axes,
+    default_batch_axis,
+    fit_inputs,
+    load_samples,
+    only_input,
+    pick,
+    sample_count,
+    take,
+)
 from edgerun.errors import CalibrationError
 from edgerun.specs import TensorSpec
 
 
 class CalibrationData:
-    """Samples per model input (batch axis first), served in batches of ``batch_size``."""
+    """Samples per model input, along each input's batch axis, served in batches of ``batch_size``.
 
-    def __init__(self, samples: Mapping[str, np.ndarray], *, batch_size: int = 1, source: str = "<arrays>") -> None:
+    ``batch_axes`` maps an input to the axis its samples lie along, or None for a constant
+    (served as-is with every batch); inputs it does not name take axis 0, scalars are constants
+    (`edgerun.data.samples.default_batch_axis`). Build it from model specs with
+    ``batch_axes=edgerun.data.samples.batch_axes(specs)``.
+    """
+
+    def __init__(
+        self,
+        samples: Mapping[str, np.ndarray],
+        *,
+        batch_size: int = 1,
+        source: str = "<arrays>",
+        batch_axes: Mapping[str, int | None] | None = None,
+    ) -> None:
         if not samples:
             raise CalibrationError(f"{source}: no calibration inputs")
-        counts = {name: len(array) for name, array in samples.items()}
-        if len(set(counts.values())) != 1:
-            raise CalibrationError(f"{source}: inputs have different sample counts {counts}")
-        if next(iter(counts.values())) == 0:
+        given = dict(batch_axes or {})
+        axes = {name: axis_of(name, np.asarray(array), given) for name, array in samples.items()}
+        count = sample_count({k: np.asarray(v) for k, v in samples.items()}, axes, source)
+        if count == 0:
             raise CalibrationError(f"{source}: no calibration samples")
         if batch_size < 1:
             raise CalibrationError(f"{source}: batch size must be >= 1, got {batch_size}")
-        self.samples = {name: np.ascontiguousarray(array) for name, array in samples.items()}
+        # np.asarray, not np.ascontiguousarray: that turns a rank-0 constant into shape [1].
+        self.samples = {name: np.asarray(array, order="C") for name, array in samples.items()}
+        self.batch_axes: dict[str, int | None] = axes
         self.batch_size = batch_size
         self.source = source
+        self._count = count
         self._position = 0
 
     def __len__(self) -> int:
@@ -47,14 +79,31 @@ class CalibrationData:
 
     @property
     def count(self) -> int:
-        return len(next(iter(self.samples.values())))
+        """Number of samples (along each input's batch axis; 1 when every input is a constant)."""
+        return self._count
+
+    @property
+    def constants(self) -> dict[str, np.ndarray]:
+        """Inputs served as-is with every batch (no batch axis)."""
+        return {name: self.samples[name] for name, axis in self.batch_axes.items() if axis is None}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         """The next batch, or None when all were served (ONNX Runtime's reader protocol)."""
         if self._position >= self.count:
             return None
         start, self._position = self._position, self._position + self.batch_size
-        return {name: array[start : self._position] for name, array in self.samples.items()}
+        batch = take(self.samples, self.batch_axes, slice(start, self._position))
+        return {name: np.asarray(array, order="C") for name, array in batch.items()}
+
+    def subset(self, index: np.ndarray, source: str | None = None) -> CalibrationData:
+        """The samples at ``index`` (indices or a boolean mask along the batch axes), constants kept."""
+        chosen = np.arange(self.count)[index]
+        return CalibrationData(
+            take(self.samples, self.batch_axes, chosen),
+            batch_size=self.batch_size,
+            source=source or self.source,
+            batch_axes=self.batch_axes,
+        )
 
     def rewind(self) -> None:
         self._position = 0
@@ -72,6 +121,9 @@ class CalibrationData:
         for name in sorted(self.samples):
             array = self.samples[name]
             digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+            axis = self.batch_axes[name]
+            if axis != default_batch_axis(array):  # the usual layout keeps the keys of earlier versions
+                digest.update(f"axis {axis}|".encode())
             digest.update(array.tobytes())
         return digest.hexdigest()
 
@@ -85,22 +137,33 @@ class CalibrationData:
             )
         for spec in specs:
             array = self.samples[spec.name]
+            axis = self.batch_axes[spec.name]
             if array.dtype != spec.dtype:
                 raise CalibrationError(
                     f"{self.source}: samples for input '{spec.name}' are {array.dtype}, {model_name} expects "
-                    f"{spec.dtype.name}"
+                    f"{spec.dtype.name}",
+                    tensor=spec.name,
+                    expected=spec.dtype.name,
+                    got=str(array.dtype),
                 )
+            layout = "a constant, given once" if axis is None else f"samples along axis {axis}"
             if array.ndim != spec.rank:
                 raise CalibrationError(
-                    f"{self.source}: samples for input '{spec.name}' have shape {list(array.shape)} (batch first), "
-                    f"{model_name} expects {list(spec.shape)}"
+                    f"{self.source}: samples for input '{spec.name}' have shape {list(array.shape)} ({layout}), "
+                    f"{model_name} expects {list(spec.shape)}",
+                    tensor=spec.name,
+                    expected=f"{list(spec.shape)}",
+                    got=f"shape {list(array.shape)}",
                 )
-            for axis, want in enumerate(spec.shape):
-                if axis > 0 and isinstance(want, int) and array.shape[axis] != want:
+            for dim, want in enumerate(spec.shape):
+                if dim != axis and isinstance(want, int) and array.shape[dim] != want:
                     raise CalibrationError(
-                        f"{self.source}: samples for input '{spec.name}' have size {array.shape[axis]} at axis "
-                        f"{axis}, {model_name} expects {want} ({list(spec.shape)}); wrong image size or "
-                        "preprocessing?"
+                        f"{self.source}: samples for input '{spec.name}' have size {array.shape[dim]} at axis "
+                        f"{dim}, {model_name} expects {want} ({list(spec.shape)}, {layout}); wrong image size or "
+                        "preprocessing?",
+                        tensor=spec.name,
+                        expected=f"{list(spec.shape)}",
+                        got=f"shape {list(array.shape)}",
                     )
 
 
@@ -117,7 +180,7 @@ def open_calibration(
     """Calibration data for a model with ``inputs`` from an image folder, array file, arrays or iterable."""
     if isinstance(source, (str, os.PathLike)):
         loaded = load_samples(source, inputs, preprocess=preprocess, samples=samples, seed=seed, progress=progress)
-        return CalibrationData(loaded.inputs, batch_size=batch_size, source=loaded.source)
+        return CalibrationData(loaded.inputs, batch_size=batch_size, source=loaded.source, batch_axes=loaded.batch_axes)
     if isinstance(source, np.ndarray):
         arrays = {only_input(inputs, "<array>"): source}
         label = "<array>"
@@ -129,12 +192,19 @@ def open_calibration(
         label = "<iterable>"
     if not arrays:
         raise CalibrationError(f"{label}: no calibration arrays")
-    index = pick(len(next(iter(arrays.values()))), samples, seed)
-    return CalibrationData({k: v[index] for k, v in arrays.items()}, batch_size=batch_size, source=label)
+    arrays, axes = fit_inputs(arrays, inputs, label)
+    index = pick(sample_count(arrays, axes, label), samples, seed)
+    return CalibrationData(take(arrays, axes, index), batch_size=batch_size, source=label, batch_axes=axes)
 
 
 def _from_iterable(source: Iterable[Any], inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
-    """Items are arrays (one sample, or a batch with the batch axis) or dicts of them."""
+    """Items are arrays (one sample, or a batch along the batch axis) or dicts of them.
+
+    Samples are joined along each input's batch axis; a constant input (no batch axis) must
+    have the same value in every item and is kept once. Samples of different shapes (token
+    sequences of different lengths) raise CalibrationError: pad them to one length or give
+    one length at a time.
+    """
     collected: dict[str, list[np.ndarray]] = {}
     try:
         items = list(source)
@@ -142,15 +212,57 @@ def _from_iterable(source: Iterable[Any], inputs: Sequence[TensorSpec]) -> dict[
         raise CalibrationError(f"calibration source of type {type(source).__name__} is not iterable") from exc
     if not items:
         raise CalibrationError("calibration iterable yielded nothing")
-    ranks = {s.name: s.rank for s in inputs}
+    specs = {s.name: s for s in inputs}
+    axes = batch_axes(inputs)
     for item in items:
         feed = dict(item) if isinstance(item, Mapping) else {only_input(inputs, "<iterable>"): item}
         for name, value in feed.items():
             array = np.asarray(value)
-            if name in ranks and array.ndim == ranks[name] - 1:
-                array = array[None]
+            axis = axes.get(str(name), default_batch_axis(array))
+            if axis is not None and str(name) in specs and array.ndim == specs[str(name)].rank - 1:
+                array = np.expand_dims(array, axis)  # one sample: give it its batch axis
             collected.setdefault(str(name), []).append(array)
-    try:
-        return {name: np.concatenate(parts) for name, parts in collected.items()}
-    except ValueError as exc:
-        raise CalibrationError(f"calibration samples have inconsistent shapes: {exc}") from exc
+    return {name: _join(name, parts, axes.get(name, default_batch_axis(parts[0]))) for name, parts in collected.items()}
+
+
+def _join(name: str, parts: list[np.ndarray], axis: int | None) -> np.ndarray:
+    """One input's samples from every item, joined along ``axis`` (a constant: its one value)."""
+    if axis is None:
+        first = parts[0]
+        for other in parts[1:]:
+            if other.shape != first.shape or not np.array_equal(other, first):
+                raise CalibrationError(
+                    f"<iterable>: input '{name}' is a constant (no batch axis) but its value differs between "
+                    f"samples ({_show(first)} and {_show(other)}); give it the same value in every sample",
+                    tensor=name,
+                    expected=f"one value, {_show(first)}",
+                    got=_show(other),
+                )
+        return first
+    ranks = {part.ndim for part in parts}
+    if len(ranks) != 1 or any(axis >= r for r in ranks):
+        shapes = sorted({str(list(p.shape)) for p in parts})
+        raise CalibrationError(
+            f"<iterable>: samples for input '{name}' have different ranks ({', '.join(shapes)}); "
+            f"samples need one rank, with the batch at axis {axis}",
+            tensor=name,
+            expected=f"one rank, batch at axis {axis}",
+            got=", ".join(shapes),
+        )
+    rest = {tuple(d for i, d in enumerate(p.shape) if i != axis) for p in parts}
+    if len(rest) != 1:
+        seen = sorted({str(list(p.shape)) for p in parts})
+        raise CalibrationError(
+            f"<iterable>: samples for input '{name}' have inconsistent shapes ({', '.join(seen[:4])}"
+            f"{', ...' if len(seen) > 4 else ''}) besides the batch axis {axis}; calibration stacks samples "
+            "into one array per input, so give them one shape: pad token sequences to one length (with the "
+            "attention mask 0 on the padding) or calibrate on sequences of one length",
+            tensor=name,
+            expected="one shape besides the batch axis",
+            got=", ".join(seen[:4]),
+        )
+    return np.concatenate(parts, axis=axis)
+
+
+def _show(array: np.ndarray) -> str:
+    return str(array.tolist()) if array.size <= 4 else f"shape {list(array.shape)}"

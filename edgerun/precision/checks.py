@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +45,14 @@ class CheckSamples:
     inputs: dict[str, np.ndarray]
     source: str
     random: bool = False
+    batch_axes: dict[str, int | None] = field(default_factory=dict)
+    """Each input's batch axis (None: a constant such as a sample rate); missing: axis 0."""
 
     @property
     def count(self) -> int:
-        return len(next(iter(self.inputs.values())))
+        from edgerun.data.samples import sample_count
+
+        return sample_count(self.inputs, self.batch_axes, self.source)
 
     @property
     def note(self) -> str | None:
@@ -64,7 +68,8 @@ class CheckSamples:
         """Samples for every input in ``specs``, of their dtypes and fixed sizes; `CalibrationError` if not."""
         from edgerun.precision.calibration import CalibrationData
 
-        CalibrationData(self.inputs, source=f"check samples ({self.source})").check_fits(specs, Path(label).name)
+        data = CalibrationData(self.inputs, source=f"check samples ({self.source})", batch_axes=self.batch_axes or None)
+        data.check_fits(specs, Path(label).name)
 
     def fingerprint(self) -> str:
         """Identity of the samples (part of cache keys: other check data, other verdict)."""
@@ -87,7 +92,7 @@ def check_samples(
     if card is not None and card.check:
         source = (card.folder / card.check["source"]).resolve()
         found = _from_data(model, card, source, samples or card.check.get("samples"), seed)
-        return CheckSamples(found.inputs, f"{card.name}'s check set ({card.check['source']})")
+        return CheckSamples(found.inputs, f"{card.name}'s check set ({card.check['source']})", False, found.batch_axes)
     return random_samples(model, card, seed=seed)
 
 
@@ -109,21 +114,15 @@ def random_samples(model: ModelFile, card: ModelCard | None, *, seed: int = 0) -
 
 def hold_out(calibration: CalibrationData) -> tuple[CalibrationData, CheckSamples | None]:
     """Split one sample in `HELD_OUT_SHARE` off ``calibration`` for the check (None: too few to split)."""
-    from edgerun.precision.calibration import CalibrationData
 
     count = calibration.count
     if count < HELD_OUT_SHARE * 2:
         return calibration, None
     held = np.arange(count) % HELD_OUT_SHARE == HELD_OUT_SHARE - 1
-    kept = CalibrationData(
-        {k: v[~held] for k, v in calibration.samples.items()},
-        batch_size=calibration.batch_size,
-        source=f"{calibration.source} (without the held-out check samples)",
-    )
-    check = CheckSamples(
-        {k: v[held] for k, v in calibration.samples.items()}, f"{calibration.source}, held apart from calibration"
-    )
-    return kept, check
+    kept = calibration.subset(~held, f"{calibration.source} (without the held-out check samples)")
+    check = calibration.subset(held)
+    source = f"{calibration.source}, held apart from calibration"
+    return kept, CheckSamples(check.samples, source, False, check.batch_axes)
 
 
 def _from_data(model: ModelFile, card: ModelCard | None, data: Any, samples: int | None, seed: int) -> CheckSamples:
@@ -132,13 +131,13 @@ def _from_data(model: ModelFile, card: ModelCard | None, data: Any, samples: int
     if isinstance(data, CheckSamples):
         return data
     if isinstance(data, CalibrationData):
-        return CheckSamples(dict(data.samples), data.source)
+        return CheckSamples(dict(data.samples), data.source, False, dict(data.batch_axes))
     if isinstance(data, (str, os.PathLike)):
         from edgerun.data.preprocess import PreprocessSpec
         from edgerun.data.samples import load_samples
 
         spec = PreprocessSpec.from_dict(card.preprocessing) if card is not None else None
         loaded = load_samples(data, model.inputs, preprocess=spec, samples=samples, seed=seed)
-        return CheckSamples(loaded.inputs, loaded.source)
+        return CheckSamples(loaded.inputs, loaded.source, False, dict(loaded.batch_axes))
     opened = open_calibration(data if not isinstance(data, Mapping) else dict(data), model.inputs, samples=samples)
-    return CheckSamples(dict(opened.samples), opened.source)
+    return CheckSamples(dict(opened.samples), opened.source, False, dict(opened.batch_axes))

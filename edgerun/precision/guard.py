@@ -161,7 +161,7 @@ def guard_fp16(
         if keep and weighted <= keep:
             return None  # every node with weights kept in FP32: no FP16 weights left, that is FP32, not a mix
         # the rounded twin: FP16 storage as a GPU has it, which ONNX Runtime's CPU kernels would skip
-        return run_model(open_session(rounded_twin(convert(keep)), label), samples.inputs, label)
+        return run_model(open_session(rounded_twin(convert(keep)), label), samples.inputs, label, samples.batch_axes)
 
     conversion = _Conversion("fp16", prepared, candidate_outputs, fp16_culprits)
     result = _guard(conversion, model, samples, budget, declared, max_probes)
@@ -214,7 +214,9 @@ def guard_int8(
 
         def candidate_outputs(keep: frozenset[str]) -> dict[str, np.ndarray] | None:
             path = quantized(keep)
-            return None if path is None else run_model(open_session(path.read_bytes(), label), samples.inputs, label)
+            if path is None:
+                return None
+            return run_model(open_session(path.read_bytes(), label), samples.inputs, label, samples.batch_axes)
 
         conversion = _Conversion("int8", prepared, candidate_outputs, int8_culprits)
         result = _guard(conversion, model, samples, budget, declared, max_probes)
@@ -256,7 +258,7 @@ def _guard(
     precision, prepared, label = conversion.precision, conversion.prepared, str(model.path)
     candidate_outputs, name_culprits = conversion.candidate_outputs, conversion.name_culprits
     samples.check_fits(model.inputs, label)
-    reference = run_model(open_session(prepared, label), samples.inputs, label)
+    reference = run_model(open_session(prepared, label), samples.inputs, label, samples.batch_axes)
     measured: dict[frozenset[str], tuple[tuple[OutputQuality, ...], tuple[str, ...]]] = {}
 
     def evaluate(keep: frozenset[str]) -> tuple[bool, str]:
@@ -271,7 +273,7 @@ def _guard(
     culprits: list[Culprit] = []
 
     def named_culprits() -> list[str]:
-        stats = activation_stats(prepared, samples.inputs, label)
+        stats = activation_stats(prepared, samples.inputs, label, samples.batch_axes)
         culprits.extend(name_culprits(prepared, stats))
         return [c.node for c in culprits]
 

@@ -196,7 +196,7 @@ def quantize_case(case: str, d: Path) -> list[str | Path]:
         ("empty", ["empty: folder is empty"]),
         ("non-images", ["holds 1 file(s) but no images"]),
         ("bad-image", ["x.png: OpenCV cannot decode"]),
-        ("wrong-size", ["w.npy: samples for input 'image' have size 9 at axis 2", "expects 8 (['batch', 1, 8, 8])"]),
+        ("wrong-size", ["w.npy: samples for input 'image' have size 9 at axis 2", "expects 8 (['batch', 1, 8, 8]"]),
         ("spec", ["preprocessing makes float32 samples of shape [1, 16, 16], but input 'image' expects"]),
         ("exclude", ["--exclude 'Softmax' names no node", "operator types: Conv, Flatten, Gemm, MaxPool, Relu"]),
         ("no-model", ["nothing.onnx: model file not found"]),

@@ -293,7 +293,7 @@ def test_arrays_of_the_wrong_size_name_the_file_and_the_expected_shape(
     [
         (
             np.zeros((3, 8, 8), np.float32),
-            r"samples for input 'image' have shape \[3, 8, 8\] \(batch first\), model\.onnx expects \['batch'",
+            r"input 'image' has shape \[3, 8, 8\], the model expects \['batch', 1, 8, 8\] \(samples along axis 0\)",
         ),
         (np.zeros((3, 1, 8, 8), np.float64), r"samples for input 'image' are float64, model\.onnx expects float32"),
     ],
