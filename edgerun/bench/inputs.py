@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerun.data.preprocess import PreprocessSpec, is_image_path
-from edgerun.data.samples import image_files, load_samples
+from edgerun.data.samples import image_files, load_samples, take
 from edgerun.data.synthetic import random_feeds
 from edgerun.errors import CalibrationError, ConfigError, InputError
 from edgerun.specs import TensorSpec
@@ -75,14 +75,21 @@ def data_source(
         samples = load_samples(source, specs, preprocess=preprocess, samples=DATA_SAMPLES, seed=seed)
     except CalibrationError as exc:
         raise InputError(f"bench --data: {exc}") from exc
+    axes = samples.batch_axes
     for spec in specs:
         array = samples.inputs.get(spec.name)
         if array is None:
             raise InputError(f"bench --data {source}: no data for input '{spec.name}'", tensor=spec.name)
-        if not spec.takes_samples(array.shape[1:], array.dtype):
+        axis = axes.get(spec.name, 0)
+        if axis is None:  # a constant (a sample rate): load_samples checked it, and it is never batched
+            continue
+        sample_shape = array.shape[:axis] + array.shape[axis + 1 :]
+        # the same test as for batch-first inputs, with this input's batch axis moved to the front
+        wanted = TensorSpec(spec.name, (spec.shape[axis], *spec.shape[:axis], *spec.shape[axis + 1 :]), spec.dtype)
+        if not wanted.takes_samples(sample_shape, array.dtype):
             raise InputError(
-                f"bench --data {source}: samples of '{spec.name}' are {array.dtype} {list(array.shape[1:])}, "
-                f"the model expects {spec.describe()} (batch first)",
+                f"bench --data {source}: samples of '{spec.name}' are {array.dtype} {list(sample_shape)} "
+                f"(samples along axis {axis}), the model expects {spec.describe()}",
                 tensor=spec.name,
                 expected=spec.describe(),
                 got=f"{array.dtype} {list(array.shape)}",
@@ -93,9 +100,8 @@ def data_source(
     def feeds(query: int) -> dict[str, np.ndarray]:
         start = query * rows % count
         if start + rows <= count:  # the usual query: a view, nothing copied in the timed loop
-            return {name: array[start : start + rows] for name, array in arrays.items()}
-        index = (np.arange(rows) + start) % count  # wraps past the last sample
-        return {name: array[index] for name, array in arrays.items()}
+            return take(arrays, axes, slice(start, start + rows))
+        return take(arrays, axes, (np.arange(rows) + start) % count)  # wraps past the last sample
 
     first = feeds(0)
     return InputSource(

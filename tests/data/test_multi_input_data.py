@@ -330,3 +330,19 @@ def test_compare_runs_the_three_inputs_along_their_own_batch_axes(model_path: Pa
     assert result.samples == 12
     for output in result.rows[1].outputs:  # the same model on the same samples: identical
         assert output.max_abs == 0.0
+
+
+def test_bench_data_feeds_each_input_along_its_own_axis(model_path: Path, tmp_path: Path) -> None:
+    """`edgerun bench MODEL --data model.npz` on the three inputs (was an IndexError)."""
+    from edgerun.bench.inputs import data_source
+
+    path = save_npz(tmp_path / "all.npz", arrays(6))
+    source = data_source(path, ModelFile.open(model_path).inputs, rows=4, preprocess=None)
+    for query in range(4):  # the last ones wrap past sample 5
+        feed = source.feeds(query)
+        assert feed["input"].shape == (4, 16)
+        assert feed["state"].shape == (2, 4, 128)
+        assert feed["sr"].shape == ()
+        rows = (np.arange(4) + query * 4) % 6
+        np.testing.assert_array_equal(feed["input"][:, 0], rows)  # sample i holds the value i
+        np.testing.assert_array_equal(feed["state"][0, :, 0], rows)
