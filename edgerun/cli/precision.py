@@ -288,8 +288,6 @@ def quantize_cmd(
     **budget: float | None,
 ) -> None:
     """Quantize MODEL to INT8 Q/DQ ONNX, calibrated on --calib data and checked against FP32."""
-    import dataclasses
-    import tempfile
 
     from edgerun.errors import ConversionError, UnsupportedPrecisionError
     from edgerun.precision.calibration import CalibrationData
@@ -327,18 +325,19 @@ def quantize_cmd(
             samples_used.inputs, source=samples_used.source, batch_axes=samples_used.batch_axes or None
         )
         try:
-            with err.status("checking the INT8 model against FP32"), tempfile.TemporaryDirectory() as tmp:
+            with err.status("checking the INT8 model against FP32"):
                 check = guard_int8(
-                    model_file, Path(tmp) / "checked.onnx", guard_calibration, samples_used, options, budget_used,
+                    model_file, output, guard_calibration, samples_used, options, budget_used,
                     declared=declared_outputs(card), cache=cache_dir,
                 )  # fmt: skip
         except QualityCheckError as exc:
             raise refuse(exc, note, as_json, str(output)) from exc
         except UnsupportedPrecisionError:  # nothing to quantize: the model stays FP32, quantize() says so
             skipped = "skipped: nothing was quantized"
-        if check is not None and check.kept:
-            options = dataclasses.replace(options, exclude=(*options.exclude, *(k.name for k in check.kept)))
-    result = quantize(model_file.path, output, calibration, options, cache=cache_dir)
+    # the guard wrote the model it checked; without a check (or with nothing to quantize) quantize writes it
+    result = check.quantization if check is not None and check.quantization is not None else (
+        quantize(model_file.path, output, calibration, options, cache=cache_dir)
+    )  # fmt: skip
     if as_json:
         emit_json(
             {

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import onnx
 
     from edgerun.precision.calibration import CalibrationData
-    from edgerun.precision.quantize import QuantizeOptions
+    from edgerun.precision.quantize import QuantizeOptions, QuantizeResult
     from edgerun.runtime.modelfile import ModelFile
 
 _log = logging.getLogger("edgerun")
@@ -77,6 +77,8 @@ class GuardResult:
     """What the returned model (or, if none passed, the plain conversion) breaks; empty when it passed."""
     probes: tuple[Probe, ...]
     seconds: float
+    quantization: QuantizeResult | None = None
+    """For INT8, the quantizer's account of the model written (what it quantized, its calibration cache)."""
 
     @property
     def changed(self) -> bool:
@@ -195,7 +197,7 @@ def guard_int8(
     with tempfile.TemporaryDirectory(prefix="edgerun-guard-") as tmp:
         folder = Path(tmp)
         prepared = prepare_for_int8(model, folder)
-        made: dict[frozenset[str], Path] = {}
+        made: dict[frozenset[str], QuantizeResult] = {}
 
         def quantized(keep: frozenset[str]) -> Path | None:
             if keep not in made:
@@ -209,8 +211,8 @@ def guard_int8(
                             f"{label}: INT8 quantization quantized nothing; precision int8 is moot"
                         )
                     return None  # every compute node kept in float: that is FP32, not a mix
-                made[keep] = target
-            return made[keep]
+                made[keep] = done
+            return made[keep].output
 
         def candidate_outputs(keep: frozenset[str]) -> dict[str, np.ndarray] | None:
             path = quantized(keep)
@@ -220,10 +222,10 @@ def guard_int8(
 
         conversion = _Conversion("int8", prepared, candidate_outputs, int8_culprits)
         result = _guard(conversion, model, samples, budget, declared, max_probes)
-        source = made[frozenset(k.name for k in result.kept)]
+        chosen = made[frozenset(k.name for k in result.kept)]
         with atomic_path(output) as temp:
-            shutil.copyfile(source, temp)
-    return result
+            shutil.copyfile(chosen.output, temp)
+    return dataclasses.replace(result, quantization=dataclasses.replace(chosen, output=output))
 
 
 def _weighted_nodes(model: onnx.ModelProto) -> frozenset[str]:

@@ -85,8 +85,8 @@ def test_quantize_json_and_the_range_cache(capsys: pytest.CaptureFixture[str], t
     assert code == 0
     first = json.loads(stdout)
     assert first["quantized"] == {"Conv": 3, "Gemm": 2}
-    # the guard's first probe computed the ranges into --cache-dir; the final write reused them
-    assert first["calibration_cache_hit"] is True
+    # the guard's probe computed the ranges into --cache-dir and wrote the model it checked: no second quantization
+    assert first["calibration_cache_hit"] is False
     assert first["output"] == str(tmp_path / "a.onnx")
     assert Path(first["calibration_cache"]).parent == tmp_path / "ranges"
     assert first["warnings"] == []
