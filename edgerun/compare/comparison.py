@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgerun.data.samples import sample_count, take
+from edgerun.data.samples import run_in_chunks, sample_count, take
 from edgerun.errors import InputError, ModelError
 from edgerun.loading import load
 from edgerun.quality import OutputQuality, QualityBudget, output_quality
@@ -287,15 +287,9 @@ def run_all(
     """Outputs for every sample, run in batches (one at a time unless every input batches on axis 0);
     samples lie along each input's batch axis (``batch_axes``: default 0; None for constants)."""
     axes = batch_axes or {}
-    count = sample_count(inputs, axes, "the data")
     batched = [s for s in session.inputs if axes.get(s.name, 0) is not None]
     step = batch_size if all(s.has_dynamic_batch and axes.get(s.name, 0) == 0 for s in batched) else 1
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, count, step):
-        batch = take(inputs, axes, slice(start, start + step))
-        for name, value in session.run(batch).items():
-            parts.setdefault(name, []).append(value)
-    return {name: np.concatenate(values) for name, values in parts.items()}
+    return run_in_chunks(session.run, inputs, axes, step, "the data")
 
 
 def compare(

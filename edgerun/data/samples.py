@@ -139,6 +139,22 @@ def take(
     return picked
 
 
+def run_in_chunks(
+    run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    inputs: Mapping[str, np.ndarray],
+    axes: Mapping[str, int | None],
+    step: int,
+    source: str,
+) -> dict[str, np.ndarray]:
+    """Every output of ``run`` over all samples, ``step`` samples per call along each input's batch axis,
+    joined along axis 0 (how comparisons line up the reference's outputs with a candidate's)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, sample_count(inputs, axes, source), step):
+        for name, value in run(take(inputs, axes, slice(start, start + step))).items():
+            parts.setdefault(name, []).append(np.asarray(value))
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
 def fit_inputs(
     arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec], source: str
 ) -> tuple[dict[str, np.ndarray], dict[str, int | None]]:

@@ -65,22 +65,21 @@ def run_model(
 ) -> dict[str, np.ndarray]:
     """All outputs for every sample: the whole batch at once, or one sample per call for models that fix
     their batch; samples lie along each input's batch axis (``axes``; default 0, None for constants)."""
-    from edgerun.data.samples import sample_count, take
+    from edgerun.data.samples import run_in_chunks, sample_count
 
     axes = axes or {}
     names = [o.name for o in session.get_outputs()]
     count = sample_count(inputs, axes, label)
     batched = [i for i in session.get_inputs() if axes.get(i.name, 0) is not None and i.shape]
     step = count if all(not isinstance(i.shape[axes.get(i.name, 0) or 0], int) for i in batched) else 1
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    try:
-        for start in range(0, count, step):
-            values = session.run(names, take(inputs, axes, slice(start, start + step)))
-            for name, value in zip(names, values, strict=True):
-                parts[name].append(np.asarray(value))
-    except Exception as exc:
-        raise ConversionError(f"{label}: running the model on the check samples failed: {exc}") from exc
-    return {name: np.concatenate(values) for name, values in parts.items()}
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return dict(zip(names, session.run(names, feed), strict=True))
+        except Exception as exc:
+            raise ConversionError(f"{label}: running the model on the check samples failed: {exc}") from exc
+
+    return run_in_chunks(run, inputs, axes, step, label)
 
 
 def activation_stats(
