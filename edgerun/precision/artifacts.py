@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgerun import __version__
 from edgerun.errors import UnsupportedPrecisionError
+from edgerun.precision.checks import CheckSamples
 from edgerun.precision.guard import QualityCheckError
 from edgerun.runtime.modelfile import ModelFile
 from edgerun.storage import ManifestStore, cache_dir, digest, read_json, writable
@@ -160,6 +161,7 @@ def _locate(
         raise UnsupportedPrecisionError(
             f"{model.path}: edgerun cannot convert an {model.precision} model to {precision}"
         )
+    check_data = _check_data_once(check_data, model)
     settings["check"] = {"budget": resolved.to_dict(), "data": _check_fingerprint(card, check_data)}
     key = digest(model.sha256, settings)
     store = ManifestStore(writable(folder or cache_dir() / "models"))
@@ -178,16 +180,22 @@ def resolve_budget(precision: str, budget: QualityBudget | Mapping[str, float] |
     return defaults.with_overrides(**dict(budget)) if budget else defaults
 
 
+def _check_data_once(check_data: Any, model: ModelFile) -> Any:
+    """In-memory check data (arrays, a dict, feed dicts) read once, along each input's batch axis: it is both
+    hashed for the key and checked on. Paths, `CalibrationData` and `CheckSamples` stay as they are."""
+    from edgerun.precision.calibration import CalibrationData, open_calibration
+
+    if check_data is None or isinstance(check_data, (str, os.PathLike, CalibrationData, CheckSamples)):
+        return check_data
+    return open_calibration(check_data, model.inputs)
+
+
 def _check_fingerprint(card: ModelCard | None, check_data: Any) -> Any:
     """Identity of the check data (part of the key: other check data, another verdict)."""
     if check_data is not None:
         if isinstance(check_data, (str, os.PathLike)):
             return _fingerprint(check_data)
-        from edgerun.precision.calibration import CalibrationData, open_calibration
-
-        if not isinstance(check_data, CalibrationData):
-            check_data = open_calibration(check_data, [])  # arrays by input name: hashed as given
-        return check_data.sha256
+        return check_data.fingerprint() if isinstance(check_data, CheckSamples) else check_data.sha256
     if card is not None and card.check:
         return ["card", card.check, _fingerprint(card.folder / card.check["source"])]
     return "held out from calibration, or random"

@@ -346,3 +346,14 @@ def test_bench_data_feeds_each_input_along_its_own_axis(model_path: Path, tmp_pa
         rows = (np.arange(4) + query * 4) % 6
         np.testing.assert_array_equal(feed["input"][:, 0], rows)  # sample i holds the value i
         np.testing.assert_array_equal(feed["state"][0, :, 0], rows)
+
+
+def test_fp16_checked_on_a_dict_of_the_three_inputs(
+    model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check_data as a dict: read along each input's batch axis for the cache key too (was a sample-count error)."""
+    monkeypatch.setenv("EDGERUN_CACHE_DIR", str(tmp_path / "cache"))
+    with edgerun.load(model_path, precision="fp16", check_data=arrays(12)) as session:
+        assert session.plan.precision == "fp16"
+        assert session.plan.quality is not None
+        assert session.plan.quality["samples"] == "12 samples of <arrays>"
