@@ -280,7 +280,7 @@ def _guard(
         return [c.node for c in culprits]
 
     order = [node.name for node in prepared.graph.node]
-    mix = find_mix(order, _Lazy(named_culprits), evaluate, max_probes=max_probes)
+    mix = find_mix(order, named_culprits, evaluate, max_probes=max_probes)
     before_q, before_v = measured[frozenset()]
     ops = {node.name: node.op_type for node in prepared.graph.node}
     why = {c.node: c.why for c in culprits}
@@ -316,22 +316,3 @@ def _guard(
             result.to_dict(),
         )
     return result
-
-
-class _Lazy(Sequence[str]):
-    """Culprit names computed on first use: a model that passes its first check never pays for the range pass."""
-
-    def __init__(self, compute: Callable[[], list[str]]) -> None:
-        self._compute = compute
-        self._items: list[str] | None = None
-
-    def _values(self) -> list[str]:
-        if self._items is None:
-            self._items = self._compute()
-        return self._items
-
-    def __len__(self) -> int:
-        return len(self._values())
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._values()[index]

@@ -49,13 +49,13 @@ class MixResult:
 
 def find_mix(
     order: Sequence[str],
-    culprits: Sequence[str],
+    culprits: Callable[[], Sequence[str]],
     evaluate: Evaluate,
     *,
     max_probes: int = MAX_PROBES,
     max_kept_share: float = MAX_KEPT_SHARE,
 ) -> MixResult:
-    """The nodes (of ``order``) to keep so that ``evaluate`` passes; ``culprits`` are tried first.
+    """The nodes (of ``order``) to keep so that ``evaluate`` passes; ``culprits()`` are tried first.
 
     No mix (``kept`` None) when neither the largest prefix nor the largest suffix a mix may keep
     (``max_kept_share`` of the nodes) passes.
@@ -63,7 +63,7 @@ def find_mix(
     search = _Search(order, evaluate, max_probes, int(max_kept_share * len(order)))
     if search.passes((), "first check"):
         return search.result(())
-    named = set(culprits)  # measured only now: a model that passes its first check never pays for it
+    named = set(culprits())  # measured only now: a model that passes its first check never pays for it
     base = [n for n in order if n in named]
     if base and search.passes(base, "nodes named by measured ranges"):
         return search.result(base)
