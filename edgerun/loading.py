@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ _log = logging.getLogger("edgerun")
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
+    from edgerun.roles import ModelRoles
     from edgerun.runtime.backends.base import BackendEntry
     from edgerun.runtime.device import DeviceProfile
     from edgerun.runtime.modelfile import ModelFile
@@ -49,6 +51,8 @@ def load(
     calibration, or random inputs) and held to ``max_quality_loss=`` (a `QualityBudget`, or a mapping
     overriding its per-metric defaults); nodes are kept in FP32 until it passes, and a model no mix
     can make pass runs in its stored precision, with the reason in ``plan.fallbacks``.
+    ``inputs=`` says what inputs mean where the graph and card do not (`edgerun.roles`): a mapping of input
+    name to settings or ``"ROLE,key=value"``, e.g. ``{"sr": "constant,value=16000"}``; see ``session.roles``.
     ``batching=`` (True, a max batch size, or `DynamicBatcher` options) returns a session whose calls
     are merged into batches.
     """
@@ -68,8 +72,10 @@ def load(
     calibration = options.pop("calibration", None)
     quantization = options.pop("quantization", None)
     conversion = {"budget": options.pop("max_quality_loss", None), "check_data": options.pop("check_data", None)}
+    given_roles = options.pop("inputs", None)
     path, card = models.resolve(model)
     model_file = ModelFile.open(Path(path))
+    roles = model_roles(model_file, card, given_roles)
     source = ModelSource(model_file.sha256, card.input_shapes if card else None)
     if isinstance(device, DeviceProfile):
         profile, device_request = device, "auto"
@@ -85,7 +91,7 @@ def load(
     elif plan.precision != model_file.precision:
         model_file, plan = _converted(model_file, plan, entry, card, calibration, quantization, conversion)
     opened = entry.opener(model_file, plan, source)
-    session = Session(model_file, plan, opened, card, capabilities=entry.capabilities, reopen=reopen)
+    session = Session(model_file, plan, opened, card, capabilities=entry.capabilities, reopen=reopen, roles=roles)
     if batching is None or batching is False:
         return session
     from edgerun.runtime.batching import BatchedSession, DynamicBatcher, batching_options
@@ -96,6 +102,16 @@ def load(
     except BaseException:
         session.close()
         raise
+
+
+def model_roles(model_file: ModelFile, card: ModelCard | None, given: Mapping[str, Any] | None) -> ModelRoles:
+    """The graph's input roles, then the card's declarations, then the caller's (``inputs=``), each overriding."""
+    roles = model_file.roles
+    if card is not None and card.inputs:
+        roles = roles.overridden(card.inputs, "card", f"{card.name}'s card", model_file.outputs)
+    if given:
+        roles = roles.overridden(given, "given", f"load({model_file.path.name!r}, inputs=...)", model_file.outputs)
+    return roles
 
 
 def _converted(

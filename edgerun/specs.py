@@ -53,63 +53,81 @@ class TensorSpec:
         return f"{self.name} {self.dtype.name} [{dims}]"
 
     def concrete_shape(
-        self, batch: int | None = None, overrides: Mapping[str, Sequence[int]] | None = None
+        self,
+        batch: int | None = None,
+        overrides: Mapping[str, Sequence[int]] | None = None,
+        batch_axis: int | None = 0,
     ) -> tuple[int, ...]:
-        """Shape with symbols filled: ``overrides[name]`` wins; else a symbolic axis 0 becomes ``batch`` (1).
+        """Shape with symbols filled: ``overrides[name]`` wins; else each symbol set by name
+        (``sequence=128`` sizes every input that shares ``sequence``); else the symbolic batch axis
+        (``batch_axis``, axis 0 unless the model keeps it elsewhere) becomes ``batch`` (1).
 
-        A ``batch`` that contradicts a fixed axis 0 is an error, not silently ignored.
+        A ``batch`` that contradicts a fixed batch axis is an error, not silently ignored.
 
         Raises InputError naming the axes that stay unknown (a model with free image sizes,
         say) so the caller can ask the user for ``--shape``.
         """
         if overrides and self.name in overrides:
-            shape = tuple(int(d) for d in overrides[self.name])
-            if len(shape) != self.rank:
+            return self._checked_override(tuple(int(d) for d in overrides[self.name]))
+        if batch is not None and batch_axis is not None and batch_axis < self.rank:
+            fixed = self.shape[batch_axis]
+            if isinstance(fixed, int) and fixed != batch:
                 raise InputError(
-                    f"shape override for input '{self.name}' has rank {len(shape)}, "
-                    f"the model expects rank {self.rank} ({self.describe()})",
+                    f"input '{self.name}' ({self.describe()}) has a fixed batch of {fixed} "
+                    f"(axis {batch_axis}), cannot run batch {batch}",
                     tensor=self.name,
-                    expected=f"rank {self.rank}",
-                    got=f"rank {len(shape)}",
+                    expected=f"batch {fixed}",
+                    got=f"batch {batch}",
                 )
-            for axis, (want, have) in enumerate(zip(self.shape, shape, strict=True)):
-                if isinstance(want, int) and want != have:
-                    raise InputError(
-                        f"shape override for input '{self.name}' sets axis {axis} to {have}, "
-                        f"the model fixes it at {want} ({self.describe()})",
-                        tensor=self.name,
-                        expected=str(want),
-                        got=str(have),
-                    )
-            return shape
-        if batch is not None and self.shape and isinstance(self.shape[0], int) and self.shape[0] != batch:
-            raise InputError(
-                f"input '{self.name}' ({self.describe()}) has a fixed batch of {self.shape[0]}, "
-                f"cannot run batch {batch}",
-                tensor=self.name,
-                expected=f"batch {self.shape[0]}",
-                got=f"batch {batch}",
-            )
         dims: list[int] = []
         unknown: list[int] = []
         for axis, d in enumerate(self.shape):
             if isinstance(d, int):
                 dims.append(d)
-            elif axis == 0:
+            elif overrides and d != UNNAMED_DIM and d in overrides and len(overrides[d]) == 1:
+                dims.append(int(overrides[d][0]))
+            elif axis == batch_axis:
                 dims.append(1 if batch is None else batch)
             else:
                 unknown.append(axis)
                 dims.append(-1)
         if unknown:
+            named = [str(self.shape[a]) for a in unknown if self.shape[a] != UNNAMED_DIM]
+            symbol_hint = f" or size a symbol for every input, e.g. --shape {named[0]}=N" if named else ""
             raise InputError(
                 f"input '{self.name}' ({self.describe()}) has free dimensions at axes "
                 f"{', '.join(map(str, unknown))}: give its full shape, e.g. "
-                f"--shape {self.name}={'x'.join('N' if d == -1 else str(d) for d in dims)}",
+                f"--shape {self.name}={'x'.join('N' if d == -1 else str(d) for d in dims)}{symbol_hint}",
                 tensor=self.name,
                 expected="a concrete shape",
                 got=str(self.shape),
             )
         return tuple(dims)
+
+    def _checked_override(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) != self.rank:
+            raise InputError(
+                f"shape override for input '{self.name}' has rank {len(shape)}, "
+                f"the model expects rank {self.rank} ({self.describe()})",
+                tensor=self.name,
+                expected=f"rank {self.rank}",
+                got=f"rank {len(shape)}",
+            )
+        for axis, (want, have) in enumerate(zip(self.shape, shape, strict=True)):
+            if isinstance(want, int) and want != have:
+                raise InputError(
+                    f"shape override for input '{self.name}' sets axis {axis} to {have}, "
+                    f"the model fixes it at {want} ({self.describe()})",
+                    tensor=self.name,
+                    expected=str(want),
+                    got=str(have),
+                )
+        return shape
+
+
+def shape_symbols(specs: Sequence[TensorSpec]) -> set[str]:
+    """The named symbols of ``specs`` (``batch``, ``sequence``): what ``--shape SYMBOL=N`` may set."""
+    return {d for spec in specs for d in spec.shape if isinstance(d, str) and d != UNNAMED_DIM}
 
 
 def parse_shape_override(text: str) -> tuple[str, tuple[int, ...]]:

@@ -24,7 +24,8 @@ import numpy as np
 
 from edgerun.data.preprocess import PreprocessSpec, is_image_path
 from edgerun.errors import CalibrationError, EdgerunError
-from edgerun.specs import UNNAMED_DIM, TensorSpec
+from edgerun.roles import batch_axis_in, batch_symbol, shape_roles
+from edgerun.specs import TensorSpec
 
 Progress = Callable[[int, int], None]
 """Called with (done, total) while images are read."""
@@ -53,36 +54,16 @@ class SampleSet:
 def batch_axis(spec: TensorSpec, specs: Sequence[TensorSpec] = ()) -> int | None:
     """The axis of ``spec`` along which samples (the batch) lie, or None for a constant input.
 
-    Read from the shapes of the model's inputs ``specs``:
-
-    - rank 0 (a sample rate, a threshold): None, a constant;
-    - a symbolic axis 0 (``input [batch, samples]``): 0, unless that symbol is not another
-      input's axis 0 while another of its symbols is (time-major ``[seq, batch, feat]``);
-    - a symbol at axis 0 of another input (``batch`` at axis 1 of ``state [2, batch, 128]``):
-      that axis;
-    - a fixed axis 0 of 1 (a model exported with a fixed batch of one): 0;
-    - no batch dimension at all (``[2, 128]`` fixed, nothing shared): None, a constant given
-      with exactly its shape.
+    From the symbol the model's tensors ``specs`` share most (`edgerun.roles.batch_symbol`):
+    ``batch`` at axis 1 of ``state [2, batch, 128]``; axis 0 when it is symbolic or 1 (a fixed
+    batch of one); None for rank 0 (a sample rate) or no batch dimension at all.
     """
-    if not spec.shape:
-        return None
-    heads = {
-        other.shape[0]
-        for other in specs
-        if other.name != spec.name and other.shape and isinstance(other.shape[0], str) and other.shape[0] != UNNAMED_DIM
-    }
-    first = spec.shape[0]
-    if isinstance(first, str) and (first in heads or not any(d in heads for d in spec.shape[1:])):
-        return 0
-    for axis, dim in enumerate(spec.shape):
-        if axis > 0 and isinstance(dim, str) and dim in heads:
-            return axis
-    return 0 if first == 1 else None
+    return batch_axis_in(spec, batch_symbol([spec, *specs]))
 
 
-def batch_axes(specs: Sequence[TensorSpec]) -> dict[str, int | None]:
-    """`batch_axis` of every input in ``specs``, by name."""
-    return {spec.name: batch_axis(spec, specs) for spec in specs}
+def batch_axes(specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()) -> dict[str, int | None]:
+    """`batch_axis` of every input in ``specs``, by name (``outputs`` help find the batch symbol)."""
+    return shape_roles(specs, outputs).batch_axes
 
 
 def default_batch_axis(array: np.ndarray) -> int | None:

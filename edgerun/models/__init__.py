@@ -47,6 +47,9 @@ class ModelCard:
     check: dict[str, Any] | None = None
     """Held-out samples the precision guard checks FP16/INT8 versions on: ``source``, ``samples``."""
     outputs: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """What inputs mean where the graph does not say (`edgerun.roles`): ``{"sr": {"role": "constant",
+    "value": 16000}}``."""
     """What each output is, where its shape does not say (`edgerun.quality.output_kind` declarations)."""
     folder: Path = Path()
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgerun.errors import ModelError, ModelNotFoundError
+from edgerun.roles import ModelRoles
+from edgerun.runtime.graphroles import infer_roles
 from edgerun.specs import UNNAMED_DIM, Dim, TensorSpec
 from edgerun.storage import file_sha256
 
@@ -55,6 +57,9 @@ class ModelFile:
     external_data: tuple[Path, ...] = ()
     parameters: int = 0
     """Weight elements: float tensors and quantized weights, not Q/DQ scales or zero points."""
+    roles: ModelRoles = field(default_factory=lambda: ModelRoles((), {}))
+    """What each input means (batch axis, token ids, mask, state, constant), as the graph says
+    (`edgerun.runtime.graphroles`); cards and callers override it in `edgerun.loading.load`."""
 
     @property
     def opset(self) -> int:
@@ -86,6 +91,7 @@ class ModelFile:
             precision=_stored_precision(proto.graph),
             external_data=tuple(external),
             parameters=_parameter_count(proto.graph),
+            roles=infer_roles(proto.graph, inputs, outputs),
         )
 
 

@@ -17,6 +17,7 @@ from edgerun.runtime.feeds import FeedValidator
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
+    from edgerun.roles import ModelRoles
     from edgerun.runtime.backends.base import Backend
     from edgerun.runtime.modelfile import ModelFile
     from edgerun.runtime.plan import Plan
@@ -47,8 +48,11 @@ class Session:
         *,
         capabilities: Capabilities = SERIAL,
         reopen: Callable[[], Session] | None = None,
+        roles: ModelRoles | None = None,
     ) -> None:
         self.model = model
+        self.roles = roles or model.roles
+        """What each input means: batch axis, token ids, mask, state (paired with its output), constant."""
         self.plan = plan
         self.card = card
         self.capabilities = capabilities
