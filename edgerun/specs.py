@@ -73,8 +73,8 @@ class TensorSpec:
             fixed = self.shape[batch_axis]
             if isinstance(fixed, int) and fixed != batch:
                 raise InputError(
-                    f"input '{self.name}' ({self.describe()}) has a fixed batch of {fixed} "
-                    f"(axis {batch_axis}), cannot run batch {batch}",
+                    f"input '{self.name}' ({self.describe()}) has a fixed batch of {fixed}, cannot run batch "
+                    f"{batch}" + (f" (its batch axis is {batch_axis})" if batch_axis else ""),
                     tensor=self.name,
                     expected=f"batch {fixed}",
                     got=f"batch {batch}",
