@@ -70,3 +70,20 @@ def as_choice(value: str, choices: tuple[_Choice, ...], what: str) -> _Choice:
         if value == choice:
             return choice
     raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
+input_roles_option = click.option(
+    "--input",
+    "input_roles",
+    multiple=True,
+    metavar="NAME=ROLE[,key=value]",
+    help="What an input means where the model does not say: sr=constant,value=16000; "
+    "input_ids=token_ids,vocab=30522; attention_mask=mask; state=state,output=stateN; x=data,batch_axis=1.",
+)
+
+
+def roles_for(input_roles: tuple[str, ...]) -> dict[str, Any]:
+    """``--input`` options as ``load(..., inputs=...)``'s argument (empty when none were given)."""
+    from edgerun.roles import parse_input_option
+
+    return dict(parse_input_option(text) for text in input_roles)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from edgerun.runtime.backends.base import Backend
     from edgerun.runtime.modelfile import ModelFile
     from edgerun.runtime.plan import Plan
+    from edgerun.runtime.streaming import Stream
     from edgerun.specs import TensorSpec
 
 
@@ -113,6 +114,12 @@ class Session:
         return self.run_validated(self.validate(feeds))
 
     __call__ = run
+
+    def stream(self, batch: int = 1) -> Stream:
+        """A stream of steps through this stateful model, its state carried call after call (`Stream`)."""
+        from edgerun.runtime.streaming import Stream
+
+        return Stream(self.run, self.roles, self.inputs, self.label, batch=batch)
 
     def close(self) -> None:
         """Release the backend; further calls raise `SessionClosedError`. Idempotent."""
