@@ -7,6 +7,7 @@ without opening a backend.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from edgerun import __version__
@@ -17,6 +18,7 @@ from edgerun.runtime.device import DeviceProfile
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
+    from edgerun.roles import ModelRoles
     from edgerun.runtime.modelfile import ModelFile
     from edgerun.runtime.plan import Plan
 
@@ -57,15 +59,27 @@ def model_report(
     backend: str = "auto",
     precision: str = "auto",
     options: dict[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    observe: bool = True,
 ) -> dict[str, Any]:
-    """A model's file facts, I/O specs, card (if bundled) and the plan ``load()`` would make."""
+    """A model's file facts, I/O specs, input roles, card (if bundled) and the plan ``load()`` would make.
+
+    ``inputs``: role overrides as ``load(inputs=...)``; ``shapes``: sizes of free symbols or inputs for the
+    run that observes output shapes (``observe=False`` skips it).
+    """
     from edgerun import models
+    from edgerun.loading import model_roles
     from edgerun.registry import make_plan
     from edgerun.runtime.modelfile import ModelFile
+    from edgerun.runtime.outputshapes import Observation, observe_model
     from edgerun.runtime.plan import as_precision
 
     path, card = models.resolve(model)
     model_file = ModelFile.open(path)
+    roles = model_roles(model_file, card, inputs)
+    sizes = {**(card.input_shapes or {} if card else {}), **(shapes or {})}
+    observation = observe_model(model_file, roles, sizes) if observe else Observation(None, "not run (--no-run)")
     report: dict[str, Any] = {
         "path": str(model_file.path),
         "size_bytes": model_file.size_bytes,
@@ -78,6 +92,10 @@ def model_report(
         "inputs": [_spec_dict(s) for s in model_file.inputs],
         "outputs": [_spec_dict(s) for s in model_file.outputs],
         "card": card.to_dict() if card else None,
+        "roles": roles_dict(roles),
+        "observed_outputs": [_spec_dict(s) for s in observation.specs] if observation.specs is not None else None,
+        "observed_note": observation.note,
+        "output_mismatches": [m.to_dict() for m in observation.mismatches(model_file.outputs)],
     }
     try:
         plan = make_plan(
@@ -102,6 +120,30 @@ def _recorded_check(model_file: ModelFile, plan: Plan, card: ModelCard | None) -
 
     layout = registered()[plan.backend].capabilities.qdq_layout(plan.device)
     return cached_check(model_file, plan.precision, card=card, quantization=QuantizeOptions(target=layout))
+
+
+def roles_dict(roles: ModelRoles) -> dict[str, Any]:
+    """Input roles, output batch axes and state pairs as plain data (``describe`` is the one-line form)."""
+    return {
+        "inputs": [
+            {
+                "name": r.name,
+                "role": r.role,
+                "batch_axis": r.batch_axis,
+                "low": r.low,
+                "high": r.high,
+                "value": r.value,
+                "state_output": r.state_output,
+                "origin": r.origin,
+                "evidence": r.evidence,
+                "describe": r.describe(),
+            }
+            for r in roles.inputs
+        ],
+        "output_axes": dict(roles.output_axes),
+        "stateful": roles.stateful,
+        "state_pairs": roles.state_pairs,
+    }
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:

@@ -68,7 +68,12 @@ class ModelFile:
 
     @property
     def has_dynamic_batch(self) -> bool:
-        return bool(self.inputs) and all(spec.has_dynamic_batch for spec in self.inputs)
+        """Every batched input takes any batch size on its own batch axis (constants have none)."""
+        axes = self.roles.batch_axes
+        batched = [(spec, axes.get(spec.name, 0)) for spec in self.inputs if axes.get(spec.name, 0) is not None]
+        return bool(batched) and all(
+            axis is not None and axis < spec.rank and isinstance(spec.shape[axis], str) for spec, axis in batched
+        )
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> ModelFile:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgerun.errors import SessionClosedError
+from edgerun.logs import log_once
 from edgerun.runtime.backends.base import Capabilities, QdqLayout
 from edgerun.runtime.feeds import FeedValidator
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from edgerun.roles import ModelRoles
     from edgerun.runtime.backends.base import Backend
     from edgerun.runtime.modelfile import ModelFile
+    from edgerun.runtime.outputshapes import OutputMismatch
     from edgerun.runtime.plan import Plan
     from edgerun.runtime.streaming import Stream
     from edgerun.specs import TensorSpec
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 def _serial_layout(device: str) -> QdqLayout:
     return "tensorrt"
 
+
+_log = logging.getLogger("edgerun")
 
 SERIAL = Capabilities(concurrent_runs=False, qdq_layout=_serial_layout)
 """What a session assumes of a backend that did not say: one call at a time."""
@@ -59,14 +64,18 @@ class Session:
         self.capabilities = capabilities
         """What the backend allows (concurrent calls, phase timing), from its registry entry."""
         self._backend: Backend | None = backend
-        self.run_validated = backend.run
-        """Run feeds that `validate` already accepted (the batcher checks each request at submit)."""
-        self._run_single = backend.run_single
+        self.run_validated: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] = self._first_run_validated
+        """Run feeds that `validate` already accepted (the batcher checks each request at submit); the first
+        call also checks the outputs against their declared shapes, later ones are the backend's own."""
+        self._run_single: Callable[[np.ndarray], dict[str, np.ndarray]] = self._first_run_single
         self._reopen = reopen
         self.label = card.name if card else model.path.name
         """How messages name this model: the bundled name, else the file name."""
         self.validate = FeedValidator(model.inputs, self.label)
         """Checks feeds against the model's inputs (also what the batcher checks each request with)."""
+        self.output_mismatches: tuple[OutputMismatch, ...] = ()
+        self._outputs_checked = False
+        """Outputs the first run returned in a shape their declaration does not allow (logged once)."""
 
     @property
     def opened_backend(self) -> Backend:
@@ -129,6 +138,32 @@ class Session:
         self.validate.forget()
         if backend is not None:
             backend.close()
+
+    def _first_run_validated(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        backend = self.opened_backend
+        return self._checked_first(backend.run(feeds), backend)
+
+    def _first_run_single(self, array: np.ndarray) -> dict[str, np.ndarray]:
+        backend = self.opened_backend
+        return self._checked_first(backend.run_single(array), backend)
+
+    def _checked_first(self, outputs: dict[str, np.ndarray], backend: Backend) -> dict[str, np.ndarray]:
+        """Compare the first outputs with their declared shapes (warn once), then stop checking."""
+        if self._outputs_checked:  # a caller holding the first-run method from before the swap
+            return outputs
+        self._outputs_checked = True
+        if self.run_validated == self._first_run_validated:  # not closed meanwhile
+            self.run_validated = backend.run
+            self._run_single = backend.run_single
+        from edgerun.runtime.outputshapes import check_outputs
+
+        mismatches = check_outputs(self.outputs, outputs)
+        if mismatches:
+            self.output_mismatches = mismatches
+            for mismatch in mismatches:
+                log_once(_log, logging.WARNING, f"{self.label}: {mismatch.describe()}; edgerun returns what the "
+                         "model returns (exports use the observed shape: edgerun info shows it)")  # fmt: skip
+        return outputs
 
     def _closed_run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise SessionClosedError(f"session for {self.label} is closed")

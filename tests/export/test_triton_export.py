@@ -76,8 +76,9 @@ def test_an_engine_from_another_tensorrt_version_is_refused(tmp_path: Path, monk
 def test_a_fixed_batch_model_exports_only_without_batching(tmp_path: Path) -> None:
     path = onnx_factory.save(onnx_factory.two_input_add(batch=1), tmp_path / "fixed.onnx")
     with pytest.raises(ConfigError, match="--max-batch-size 0"):
-        export_triton(path, tmp_path / "repo")
-    result = export_triton(path, tmp_path / "repo", max_batch_size=0)
+        export_triton(path, tmp_path / "repo", max_batch_size=8)
+    result = export_triton(path, tmp_path / "repo")  # unbatchable: 0 by default, with the reason
+    assert any("fixes its batch at 1" in note for note in result.notes)
     config = parse(result.folder / "config.pbtxt")
     assert config.max_batch_size == 0
     assert not config.HasField("dynamic_batching")

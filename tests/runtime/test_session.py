@@ -12,8 +12,8 @@ import pytest
 
 import edgerun
 from edgerun import models
-from edgerun.bench.scenarios import batched_shapes
 from edgerun.data.synthetic import random_feeds
+from edgerun.loading import model_roles
 from edgerun.runtime.modelfile import ModelFile
 
 
@@ -30,7 +30,17 @@ def test_outputs_match_raw_onnxruntime_exactly(name: str, batch: int, threads: i
     card = models.card(name)
     model = ModelFile.open(card.path)
     assert model.has_dynamic_batch, "every bundled model takes any batch size"
-    feeds = random_feeds(model.inputs, batch, batched_shapes(card.input_shapes, batch), seed=batch)
+    roles = model_roles(model, card, None)  # the card's sample rate, the state's batch on axis 1
+    shapes: dict[str, tuple[int, ...]] = {}  # the card's sizes for every free dimension but the batch
+    for spec in model.inputs:
+        typical, axis = list(card.input_shapes[spec.name]), roles.batch_axes[spec.name]
+        if "?" in spec.shape and axis is not None:  # unnamed dims: the whole shape, batch on its axis
+            typical[axis] = batch
+            shapes[spec.name] = tuple(typical)
+        for index, dim in enumerate(spec.shape):
+            if isinstance(dim, str) and dim != "?" and index != axis:
+                shapes[dim] = (typical[index],)
+    feeds = random_feeds(model.inputs, batch, shapes, seed=batch, roles=roles)
     raw = raw_session(card.path, threads)
     expected = raw.run(None, feeds)
     with edgerun.load(name, threads=threads) as session:
