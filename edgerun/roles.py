@@ -5,7 +5,7 @@ A runtime that feeds a model random or real data must know more than dtypes: whe
 which are masks (0/1, ones first), which input carries a recurrent state (paired with the output
 that returns the next one), and which is a constant (a sample rate) that is never batched.
 `ModelRoles` holds those facts; `edgerun.runtime.graphroles` infers them from the graph, and model
-cards, ``load(..., inputs=...)`` and ``--input NAME=ROLE,key=value`` override them.
+cards, ``load(..., inputs=...)`` and ``--role NAME=ROLE,key=value`` override them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ROLES: tuple[Role, ...] = get_args(Role)
 
 Origin = Literal["shape", "graph", "name", "card", "given"]
 """Where a role came from: the shapes, the graph (an embedding table, a comparison), the input's
-name, the model card, or the caller (``load(inputs=...)``, ``--input``)."""
+name, the model card, or the caller (``load(inputs=...)``, ``--role``)."""
 
 _BATCH_NAMES = ("batch", "batch_size", "batchsize", "n", "bs", "b", "unk__0", "n_batch")
 _OVERRIDE_KEYS = ("role", "batch_axis", "vocab", "low", "high", "value", "output")
@@ -154,14 +154,14 @@ def parse_role_settings(text: str, where: str) -> dict[str, Any]:
 
 
 def parse_input_option(text: str) -> tuple[str, dict[str, Any]]:
-    """``--input NAME=ROLE,key=value,...`` into the input's name and its settings."""
+    """``--role NAME=ROLE,key=value,...`` into the input's name and its settings."""
     name, sep, rest = text.partition("=")
     if not sep or not name or not rest:
         raise ConfigError(
-            f"--input {text!r} is not NAME=ROLE[,key=value...], e.g. --input sr=constant,value=16000 or "
-            f"--input input_ids=token_ids,vocab=30522 (roles: {', '.join(ROLES)})"
+            f"--role {text!r} is not NAME=ROLE[,key=value...], e.g. --role sr=constant,value=16000 or "
+            f"--role input_ids=token_ids,vocab=30522 (roles: {', '.join(ROLES)})"
         )
-    return name.strip(), parse_role_settings(rest, f"--input {name.strip()}")
+    return name.strip(), parse_role_settings(rest, f"--role {name.strip()}")
 
 
 def _apply(
@@ -253,8 +253,11 @@ def batch_axis_in(spec: TensorSpec, symbol: str | None) -> int | None:
 def shape_roles(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()) -> ModelRoles:
     """Roles from shapes alone: batch axes through the shared batch symbol; rank 0 or no batch = constant."""
     symbol = batch_symbol([*inputs, *outputs])
-    roles = []
-    for spec in inputs:
-        axis = batch_axis_in(spec, symbol)
-        roles.append(InputRole(spec.name, "constant" if axis is None else "data", axis))
-    return ModelRoles(tuple(roles), {spec.name: batch_axis_in(spec, symbol) for spec in outputs})
+    axes = {spec.name: batch_axis_in(spec, symbol) for spec in [*inputs, *outputs]}
+    if all(axes[spec.name] is None for spec in [*inputs, *outputs] if spec.shape):
+        # Nothing has a batch (every shape fixed, axis 0 not 1): axis 0 is the model's fixed batch.
+        axes = {spec.name: 0 if spec.shape else None for spec in [*inputs, *outputs]}
+    roles = [
+        InputRole(spec.name, "constant" if axes[spec.name] is None else "data", axes[spec.name]) for spec in inputs
+    ]
+    return ModelRoles(tuple(roles), {spec.name: axes[spec.name] for spec in outputs})

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgerun.bench.crossreport import markdown_table
+from edgerun.bench.result import stream_summary
 
 CSV_COLUMNS = (
     "model",
@@ -42,6 +43,7 @@ CSV_COLUMNS = (
     "server_target_qps",
     "server_achieved_qps",
     "server_bound_held",
+    "stream",
     "warnings",
     "interrupted",
 )
@@ -72,9 +74,18 @@ def csv_row(run: dict[str, Any]) -> dict[str, Any]:
         "server_target_qps": server.get("target_qps", ""),
         "server_achieved_qps": f"{server['achieved_qps']:.2f}" if "achieved_qps" in server else "",
         "server_bound_held": server.get("bound_held", ""),
+        "stream": _stream_cell(run.get("stream")),
         "warnings": " | ".join(run["warnings"]),
         "interrupted": run["interrupted"],
     }
+
+
+def _stream_cell(stream: dict[str, Any] | None) -> str:
+    """``state->stateN; per chunk``: a stateful run's carried state, empty otherwise."""
+    if not stream:
+        return ""
+    pairs = ",".join(f"{name}->{output}" for name, output in stream["state"].items())
+    return f"{pairs}; {stream.get('latency', 'per chunk')}"
 
 
 def write_csv(runs: Sequence[dict[str, Any]], path: Path) -> None:
@@ -118,6 +129,9 @@ def markdown(runs: Sequence[dict[str, Any]], best: int | None = None) -> str:
             }
         )
     lines += markdown_table(table)
+    summaries = sorted({line for run in runs if (line := stream_summary(run.get("stream")))})
+    if summaries:
+        lines += ["", *(f"{line[0].upper()}{line[1:]}" for line in summaries)]
     for run in runs:
         server = run.get("server")
         if server:

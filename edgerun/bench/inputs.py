@@ -2,15 +2,19 @@
 
 Data-dependent models (detectors with post-processing, early-exit networks) must be timed on
 real inputs to be measured honestly; ``include_preprocess`` puts image decoding and
-preprocessing inside the timed query, as a camera app pays for them.
+preprocessing inside the timed query, as a camera app pays for them. Random inputs follow the
+model's input roles (`edgerun.roles`): ids over the vocabulary, valid masks, constants at their
+value, each batch on its input's own axis; ``--shape SYMBOL=N`` sizes every input sharing it.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,7 +22,12 @@ from edgerun.data.preprocess import PreprocessSpec, is_image_path
 from edgerun.data.samples import image_files, load_samples, take
 from edgerun.data.synthetic import random_feeds
 from edgerun.errors import CalibrationError, ConfigError, InputError
-from edgerun.specs import TensorSpec
+from edgerun.roles import ModelRoles
+from edgerun.specs import TensorSpec, shape_symbols
+
+if TYPE_CHECKING:
+    from edgerun.bench.config import BenchConfig
+    from edgerun.runtime.session import Session
 
 DATA_SAMPLES = 512
 """Samples read from a --data source into memory (cycled through by the queries)."""
@@ -34,17 +43,134 @@ class InputSource:
     shapes: dict[str, list[int]]
 
 
+STREAM_CHUNKS = 16
+"""Random chunks made before a stateful model's run and cycled through its steps (made untimed)."""
+
+
 def random_source(
-    specs: Sequence[TensorSpec], rows: int | None, shapes: Mapping[str, Sequence[int]] | None, seed: int
+    specs: Sequence[TensorSpec],
+    rows: int | None,
+    shapes: Mapping[str, Sequence[int]] | None,
+    seed: int,
+    roles: ModelRoles | None = None,
+    *,
+    pool: int = 1,
 ) -> InputSource:
-    """The same seeded random feeds for every query (so runs compare across devices)."""
-    feeds = random_feeds(specs, rows, shapes, seed)
+    """Seeded random feeds shaped and valued by the specs and ``roles``: the same feeds for every
+    query (so runs compare across devices), or ``pool`` of them cycled (a stream's chunks)."""
+    made = [random_feeds(specs, rows, shapes, seed + k, roles=roles) for k in range(max(1, pool))]
+    first = made[0]
+    if len(made) == 1:
+        return InputSource(f"random (seed {seed})", lambda _: first, False, _shapes(first))
     return InputSource(
-        description=f"random (seed {seed})",
-        feeds=lambda _: feeds,
-        timed=False,
-        shapes={name: list(a.shape) for name, a in feeds.items()},
+        f"random (seeds {seed}..{seed + len(made) - 1}, {len(made)} chunks cycled)",
+        lambda i: made[i % len(made)],
+        False,
+        _shapes(first),
     )
+
+
+def _shapes(feeds: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+    return {name: list(a.shape) for name, a in feeds.items()}
+
+
+def on_batch_axes(shapes: Mapping[str, Sequence[int]], batch: int, roles: ModelRoles | None) -> dict[str, list[int]]:
+    """Full input shapes (a card's, or ``--shape NAME=...``) with ``batch`` on each input's batch axis.
+
+    Constants (no batch axis) keep their shape; inputs ``roles`` does not know keep axis 0.
+    """
+    placed: dict[str, list[int]] = {}
+    for name, dims in shapes.items():
+        axis = roles.batch_axes.get(name, 0) if roles is not None else 0
+        new = list(dims)
+        if axis is not None and axis < len(new):
+            new[axis] = batch
+        placed[name] = new
+    return placed
+
+
+def bench_shapes(
+    session: Session, shapes: Mapping[str, Sequence[int]] | None, rows: int
+) -> dict[str, list[int]] | None:
+    """The shapes bench feeds: the card's, then ``--shape`` (inputs by name, symbols by one size), batch
+    placed on each input's axis.
+
+    Raises ConfigError for a name that is neither an input nor a symbol (with the nearest names), a
+    symbol given several sizes, or the batch symbol (the batch comes from ``--batch``).
+    """
+    specs, roles = session.inputs, session.roles
+    given = dict(shapes or {})
+    check_shape_names(given, specs, roles)
+    names = {spec.name for spec in specs}
+    merged: dict[str, list[int]] = {}
+    if session.card is not None:
+        card = {k: v for k, v in session.card.input_shapes.items() if k in names}
+        merged.update(on_batch_axes(card, rows, roles))
+    by_name = {k: v for k, v in given.items() if k in names}
+    merged.update(on_batch_axes(by_name, rows, roles))
+    merged.update({k: list(v) for k, v in given.items() if k not in names})
+    return merged or None
+
+
+def check_shape_names(shapes: Mapping[str, Sequence[int]], specs: Sequence[TensorSpec], roles: ModelRoles) -> None:
+    """Every ``--shape`` name is an input or a dimension symbol; a symbol gets one size and is not the batch."""
+    names = [spec.name for spec in specs]
+    symbols = sorted(shape_symbols(specs))
+    batch_only = _batch_symbols(specs, roles)
+    for key, dims in shapes.items():
+        if key in names:
+            continue
+        if key not in symbols:
+            close = difflib.get_close_matches(key, [*names, *symbols], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"--shape {key}: no input or dimension symbol named '{key}'{hint}; inputs: {', '.join(names)}; "
+                f"symbols: {', '.join(symbols) or 'none'}"
+            )
+        if len(dims) != 1:
+            raise ConfigError(
+                f"--shape {key}: '{key}' is a dimension symbol and takes one size (e.g. --shape {key}=128), "
+                f"got {'x'.join(map(str, dims))}"
+            )
+        if key in batch_only:
+            raise ConfigError(f"--shape {key}: '{key}' is the batch; set it with --batch {dims[0]}")
+
+
+def _batch_symbols(specs: Sequence[TensorSpec], roles: ModelRoles) -> set[str]:
+    """Symbols found only on batch axes (what ``--batch`` sets)."""
+    on_batch: set[str] = set()
+    elsewhere: set[str] = set()
+    for spec in specs:
+        axis = roles.batch_axes.get(spec.name, 0)
+        for i, dim in enumerate(spec.shape):
+            if isinstance(dim, str):
+                (on_batch if i == axis else elsewhere).add(dim)
+    return on_batch - elsewhere
+
+
+def input_source(session: Session, config: BenchConfig, rows: int, *, pool: int = 1) -> InputSource:
+    """What a bench run of ``config`` feeds ``session`` at ``rows`` per call: random (role-aware) or ``--data``."""
+    if config.data is None:
+        shapes = bench_shapes(session, config.shapes, rows)
+        return random_source(session.inputs, rows, shapes, config.seed, session.roles, pool=pool)
+    spec = config.preprocess
+    if spec is None and session.card is not None and session.card.preprocessing:
+        spec = PreprocessSpec.from_dict(session.card.preprocessing)
+    return data_source(
+        Path(config.data),
+        session.inputs,
+        rows,
+        spec,
+        include_preprocess=config.include_preprocess,
+        seed=config.seed,
+    )
+
+
+def bench_inputs(session: Session, config: BenchConfig) -> dict[str, np.ndarray]:
+    """The feeds of a bench run's first query, as ``config`` makes them for ``session``: what is timed."""
+    from edgerun.bench.scenarios import ScenarioRunner
+
+    return ScenarioRunner(session, config, 1.0).source.feeds(0)
 
 
 def data_source(

@@ -36,6 +36,8 @@ class BenchResult:
     warnings: list[str]
     notes: list[str]
     versions: dict[str, str | None]
+    stream: dict[str, Any] | None = None
+    """A stateful model's run as streams (`ScenarioRunner.stream_facts`): state carried, latency per chunk."""
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
@@ -74,6 +76,11 @@ class BenchResult:
             return {"metric": "max QPS within the latency bound", "value": server["max_qps"], "higher_is_better": True}
         return {"metric": "QPS at target", "value": server.get("achieved_qps", 0.0), "higher_is_better": True}
 
+    @property
+    def stream_summary(self) -> str | None:
+        """``stream: state carried (state -> stateN), per-chunk latency``, for stateful runs."""
+        return stream_summary(self.stream)
+
     def to_dict(self) -> dict[str, Any]:
         latency = self.latency_ms.to_dict()
         latency["median"] = self.latency_ms.p50
@@ -107,9 +114,22 @@ class BenchResult:
             "meets_deadline": self.meets_deadline,
             "deadline_rule": self.deadline_rule,
             "server": self.server,
+            "stream": self.stream,
             "gpu_phases_ms": self.gpu_phases_ms,
             "warnings": self.warnings,
             "notes": self.notes,
             "versions": self.versions,
             "timestamp": self.timestamp,
         }
+
+
+def stream_summary(stream: dict[str, Any] | None) -> str | None:
+    """One line on a run's streams (from its ``stream`` facts), or None for a model without state."""
+    if not stream:
+        return None
+    pairs = ", ".join(f"{name} -> {output}" for name, output in stream["state"].items())
+    per = "per-chunk latency" if stream.get("latency") == "per chunk" else f"latency {stream.get('latency')}"
+    return (
+        f"stream: state carried ({pairs}), {per}; {stream['streams']} stream(s), "
+        f"{stream['rows_per_step']} row(s) per step, {stream['steps']} steps"
+    )

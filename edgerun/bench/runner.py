@@ -124,6 +124,7 @@ def benchmark(
         warnings=warnings,
         notes=notes,
         versions={"edgerun": __version__, **profile.versions},
+        stream=runner.stream_facts(),
     )
 
 

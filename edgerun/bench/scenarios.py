@@ -4,6 +4,12 @@ Single-stream and multi-stream run a closed loop, offline a batch stream, server
 arrival process through a `DynamicBatcher` (with an optional search for the highest rate that
 holds the latency bound). This module picks the rows per call, builds the input source and the
 query callables, and reports the settings used; `benchmark` turns the timings into a result.
+
+A stateful model (``session.roles.stateful``: Silero's ``state`` -> ``stateN``) runs as streams:
+each call is a `Stream` step whose state the previous step returned, on chunks made before the
+run, so latencies are per chunk. Multi-stream steps N streams together (one call of N rows, or
+several calls on a fixed-batch model); server gives every simulated caller its own stream through
+the dynamic batcher, which merges concurrent callers' steps along each input's batch axis.
 """
 
 from __future__ import annotations
@@ -11,24 +17,29 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgerun.bench.config import BenchConfig
-from edgerun.bench.inputs import InputSource, data_source, random_source
+from edgerun.bench.inputs import STREAM_CHUNKS, input_source, on_batch_axes
 from edgerun.bench.loadgen import Progress, ScenarioRun, closed_loop, find_max_qps
 from edgerun.bench.loadgen import offline as run_offline
 from edgerun.bench.loadgen import server as run_server
-from edgerun.data.preprocess import PreprocessSpec
 from edgerun.errors import ConfigError
+from edgerun.roles import ModelRoles
 from edgerun.runtime.session import Session
+from edgerun.runtime.streaming import Stream
+
+if TYPE_CHECKING:
+    from edgerun.runtime.batching import DynamicBatcher
 
 
-def batched_shapes(shapes: Mapping[str, Sequence[int]], batch: int) -> dict[str, list[int]]:
-    """Card shapes (given at batch 1) with axis 0 set to ``batch``."""
-    return {name: [batch, *dims[1:]] for name, dims in shapes.items()}
+def batched_shapes(
+    shapes: Mapping[str, Sequence[int]], batch: int, roles: ModelRoles | None = None
+) -> dict[str, list[int]]:
+    """Card shapes (given at batch 1) with ``batch`` on each input's batch axis (axis 0 without ``roles``)."""
+    return on_batch_axes(shapes, batch, roles)
 
 
 class ScenarioRunner:
@@ -39,12 +50,32 @@ class ScenarioRunner:
         self.config = config
         self.deadline_ms = deadline_ms
         self.label = session.card.name if session.card else str(session.model.path)
+        self.roles = session.roles
+        self.stateful = self.roles.stateful
         self.fixed_batch = fixed_batch(session)
         self.batch = self._rows_per_call()
         self.calls_per_query = 1
         if config.scenario == "multi-stream" and self.fixed_batch is not None:
             self.calls_per_query = math.ceil(config.samples_per_query / self.fixed_batch)
-        self.source = self._source(self.batch)
+        self.source = input_source(session, config, self.batch, pool=STREAM_CHUNKS if self.stateful else 1)
+        self.streams: list[Stream] = []
+        """A stateful model's streams: one per call of a query (server: one per caller)."""
+        self._chunks: list[dict[str, np.ndarray]] = []
+        if self.stateful:
+            count = self.max_batch_size if config.scenario == "server" else self.calls_per_query
+            self.streams = [session.stream(batch=self.batch) for _ in range(count)]
+            self._data = self.streams[0].data_inputs
+            if config.data is None:  # made now, untimed: the steps cycle through them
+                self._chunks = [self._only_data(self.source.feeds(k)) for k in range(STREAM_CHUNKS)]
+
+    def _only_data(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: feeds[name] for name in self._data if name in feeds}
+
+    def chunk(self, i: int) -> dict[str, np.ndarray]:
+        """A stream's i-th step: its data inputs only (state comes from the stream, constants from the roles)."""
+        if self._chunks:
+            return self._chunks[i % len(self._chunks)]
+        return self._only_data(self.source.feeds(i))
 
     def _rows_per_call(self) -> int:
         scenario, wanted = self.config.scenario, self.config.batch
@@ -65,27 +96,6 @@ class ScenarioRunner:
             raise ConfigError(f"{self.label}: the model fixes its batch at {self.fixed_batch}; cannot run batch {rows}")
         return rows
 
-    def _source(self, rows: int) -> InputSource:
-        config, session = self.config, self.session
-        if config.data is None:
-            shapes = config.shapes
-            if shapes is not None and self.fixed_batch is None:
-                shapes = batched_shapes(shapes, rows)  # --shape gives the sample shape; the batch is ours
-            if shapes is None and session.card is not None:
-                shapes = batched_shapes(session.card.input_shapes, rows)
-            return random_source(session.inputs, rows, shapes, config.seed)
-        spec = config.preprocess
-        if spec is None and session.card is not None and session.card.preprocessing:
-            spec = PreprocessSpec.from_dict(session.card.preprocessing)
-        return data_source(
-            Path(config.data),
-            session.inputs,
-            rows,
-            spec,
-            include_preprocess=config.include_preprocess,
-            seed=config.seed,
-        )
-
     def settings(self) -> dict[str, Any]:
         config = self.config
         return {
@@ -101,12 +111,26 @@ class ScenarioRunner:
             "max_queue_delay_ms": self.queue_delay_ms if config.scenario == "server" else None,
         }
 
+    def stream_facts(self) -> dict[str, Any] | None:
+        """A stateful run's streams: state input -> output carried, streams, rows per call, steps run (all calls)."""
+        if not self.stateful:
+            return None
+        return {
+            "state": self.roles.state_pairs,
+            "streams": len(self.streams) * self.batch,
+            "rows_per_step": self.batch,
+            "calls_per_query": 1 if self.config.scenario == "server" else len(self.streams),
+            "steps": sum(stream.steps for stream in self.streams),
+            "latency": "per chunk" if self.config.scenario != "offline" else "per batch of chunks",
+        }
+
     def inputs_facts(self) -> dict[str, Any]:
         """Where the inputs came from, whether preprocessing was timed, and their shapes."""
         return {
             "source": self.source.description,
             "include_preprocess": self.source.timed,
             "shapes": self.source.shapes,
+            "roles": {role.name: role.role for role in self.roles.inputs},
         }
 
     @property
@@ -132,6 +156,8 @@ class ScenarioRunner:
         return self._server(progress)
 
     def _query(self) -> Callable[[int], object]:
+        if self.stateful:
+            return self._stream_query()
         run, feeds, calls = self.session.run, self.source.feeds, self.calls_per_query
         if self.source.timed or calls > 1:
 
@@ -144,6 +170,20 @@ class ScenarioRunner:
         if prepared is not None:
             return lambda _: run(prepared)
         return lambda i: run(feeds(i))  # picking rows from memory: negligible next to a run
+
+    def _stream_query(self) -> Callable[[int], object]:
+        """Each query steps every stream once, on the next chunk."""
+        streams, chunk = self.streams, self.chunk
+        if len(streams) == 1:
+            step = streams[0].step
+            return lambda i: step(chunk(i))
+        count = len(streams)
+
+        def query(i: int) -> None:
+            for j, stream in enumerate(streams):
+                stream.step(chunk(i * count + j))
+
+        return query
 
     def _closed_loop(self, progress: Progress | None) -> ScenarioRun:
         samples = self.config.samples_per_query if self.config.scenario == "multi-stream" else self.batch
@@ -172,21 +212,16 @@ class ScenarioRunner:
         )
 
     def _server(self, progress: Progress | None) -> ScenarioRun:
-        from edgerun.runtime.batching import DynamicBatcher
-
         config, feeds = self.config, self.source.feeds
         bound_s = self.bound_ms / 1e3
         duration = config.min_duration_s if config.min_duration_s > 0 else (3.0 if config.find_max_qps else 10.0)
+        if self.stateful:
+            return self._search(lambda qps, seconds: self._stream_trial(qps, seconds, progress), duration)
         for i in range(config.warmup):
             self.session.run(feeds(i))
 
         def trial(qps: float, seconds: float) -> ScenarioRun:
-            with DynamicBatcher(
-                self.session,
-                max_batch_size=self.max_batch_size,
-                max_queue_delay_ms=self.queue_delay_ms,
-                default_timeout_ms=10 * self.bound_ms,
-            ) as batcher:
+            with self._batcher() as batcher:
                 return run_server(
                     lambda i: batcher.submit(feeds(i)),
                     target_qps=qps,
@@ -196,6 +231,11 @@ class ScenarioRunner:
                     progress=progress,
                 )
 
+        return self._search(trial, duration)
+
+    def _search(self, trial: Callable[[float, float], ScenarioRun], duration: float) -> ScenarioRun:
+        """The run at the target rate, or the search for the highest rate that holds the bound."""
+        config = self.config
         if not config.find_max_qps:
             assert config.target_qps is not None
             return trial(config.target_qps, duration)
@@ -207,13 +247,63 @@ class ScenarioRunner:
         best.interrupted = best.interrupted or search.interrupted
         return best
 
+    def _batcher(self) -> DynamicBatcher:
+        from edgerun.runtime.batching import DynamicBatcher
+
+        return DynamicBatcher(
+            self.session,
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_ms=self.queue_delay_ms,
+            default_timeout_ms=10 * self.bound_ms,
+        )
+
+    def _stream_trial(self, qps: float, seconds: float, progress: Progress | None) -> ScenarioRun:
+        """Poisson arrivals at ``qps``; query i is the next step of caller ``i % callers``'s stream. Each
+        caller's steps run in order (its state carries), callers' steps share batches in the batcher."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        chunk = self.chunk
+        with self._batcher() as batcher:
+            streams = [batcher.stream() for _ in range(self.max_batch_size)]
+            self.streams = streams
+            callers = [ThreadPoolExecutor(1, thread_name_prefix="edgerun-bench-caller") for _ in streams]
+            try:
+                for i in range(self.config.warmup):
+                    streams[i % len(streams)].step(chunk(i))
+                return run_server(
+                    lambda i: callers[i % len(callers)].submit(streams[i % len(streams)].step, chunk(i)),
+                    target_qps=qps,
+                    duration_s=seconds,
+                    latency_bound_s=self.bound_ms / 1e3,
+                    seed=self.config.seed,
+                    progress=progress,
+                )
+            finally:
+                for caller in callers:
+                    caller.shutdown(wait=True, cancel_futures=True)
+
     def _qps_bracket(self) -> tuple[float, float]:
         """Where the search for the highest rate starts: half the serial rate to twice the batched one."""
+        rows = self.max_batch_size
+        if self.stateful:
+            one_stream, many_streams, first = self.session.stream(), self.session.stream(batch=rows), self.chunk(0)
+            many_chunk = _repeated(first, rows, self.roles.batch_axes)
+            serial = _median_seconds(lambda: one_stream.step(first))
+            batched = _median_seconds(lambda: many_streams.step(many_chunk)) / rows
+            return 0.5 / serial, 2.0 / min(serial, batched)
         one = self.source.feeds(0)
-        many = {k: np.repeat(v, self.max_batch_size, axis=0) for k, v in one.items()}
+        many = _repeated(one, rows, self.roles.batch_axes)
         serial = _median_seconds(lambda: self.session.run(one))
-        batched = _median_seconds(lambda: self.session.run(many)) / self.max_batch_size
+        batched = _median_seconds(lambda: self.session.run(many)) / rows
         return 0.5 / serial, 2.0 / min(serial, batched)
+
+
+def _repeated(feeds: Mapping[str, np.ndarray], rows: int, axes: Mapping[str, int | None]) -> dict[str, np.ndarray]:
+    """``feeds`` of one row repeated to ``rows`` along each input's batch axis (constants as they are)."""
+    return {
+        name: value if (axis := axes.get(name, 0)) is None else np.repeat(value, rows, axis=axis)
+        for name, value in feeds.items()
+    }
 
 
 def _median_seconds(call: Callable[[], object], repeats: int = 7) -> float:
@@ -227,6 +317,21 @@ def _median_seconds(call: Callable[[], object], repeats: int = 7) -> float:
 
 
 def fixed_batch(session: Session) -> int | None:
-    """The batch size every input fixes (None when axis 0 is symbolic)."""
-    first = session.inputs[0].shape[0] if session.inputs and session.inputs[0].shape else None
-    return first if isinstance(first, int) else None
+    """The batch size the model fixes on its inputs' batch axes (None when one is symbolic).
+
+    A model whose inputs all lack a batch axis (every shape fixed, none at 1) fixes axis 0, as before roles.
+    """
+    axes = session.roles.batch_axes
+    fixed: int | None = None
+    for spec in session.inputs:
+        axis = axes.get(spec.name)
+        if axis is None or axis >= spec.rank:
+            continue  # a constant: never batched
+        dim = spec.shape[axis]
+        if isinstance(dim, str):
+            return None
+        fixed = dim if fixed is None else fixed
+    if fixed is None and not any(axis is not None for axis in axes.values()):
+        first = next((spec.shape[0] for spec in session.inputs if spec.shape), None)
+        return first if isinstance(first, int) else None
+    return fixed

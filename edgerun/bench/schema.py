@@ -49,6 +49,11 @@ REQUIRED_NESTED_KEYS = {
     "score": ("metric", "value", "higher_is_better"),
 }
 
+OPTIONAL_RUN_KEYS = ("stream", "sweep_point")
+"""Keys a run may hold that readers do not require: adding one keeps the schema version (a reader
+of this version ignores it), while renaming or removing a required key needs a new version.
+``stream``: a stateful model's run as streams (state carried, per-chunk latency), else null."""
+
 _WRITTEN_BY = f"a result file written by `edgerun bench --json` (schema {SCHEMA!r})"
 
 

@@ -229,7 +229,13 @@ def sequence_feeds(
     from edgerun.data.synthetic import random_feeds
 
     return [
-        random_feeds(session.inputs, batch, batched_shapes(c.card.input_shapes, batch), seed=seed + i)
+        random_feeds(
+            session.inputs,
+            batch,
+            batched_shapes(c.card.input_shapes, batch, session.roles),
+            seed=seed + i,
+            roles=session.roles,
+        )
         for i, batch in enumerate(sequence)
     ]
 

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,9 +162,10 @@ def run_sweep(
     device: str = "auto",
     backend: str = "auto",
     progress: SweepProgress | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> Sweep:
     """Benchmark ``model`` at every point: ``base`` with each point's batch, on a session per
-    (precision, threads).
+    (precision, threads). ``inputs`` says what inputs mean where the model does not (``load(inputs=...)``).
 
     The requested batch sizes are checked against the model on the first session, before
     anything is timed. Ctrl-C stops the sweep and returns what was measured, ``interrupted``;
@@ -173,7 +174,7 @@ def run_sweep(
     profile = profile or current_device()
     results: list[BenchResult] = []
     try:
-        interrupted = _run_sessions(model, base, points, profile, device, backend, progress, results)
+        interrupted = _run_sessions(model, base, points, profile, device, backend, progress, results, inputs)
     except KeyboardInterrupt:  # between runs (loading the next session, say): keep the finished ones
         if not results:
             raise
@@ -190,11 +191,14 @@ def _run_sessions(
     backend: str,
     progress: SweepProgress | None,
     results: list[BenchResult],
+    inputs: Mapping[str, Any] | None = None,
 ) -> bool:
     """Run the points into ``results``, one session per (precision, threads); True when a run was interrupted."""
     batches = list(dict.fromkeys(point.batch for point in points))
     for index, ((precision, threads), group) in enumerate(_by_session(points)):
         options: dict[str, Any] = {} if threads is None else {"threads": threads}
+        if inputs:
+            options["inputs"] = dict(inputs)
         with load(model, device=device, backend=backend, precision=precision, **options) as session:
             if index == 0:
                 check_batches(batches, fixed_batch(session), str(model))

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from edgerun.bench.config import BenchConfig
 from edgerun.bench.loadgen import SCENARIOS, check_scenario
-from edgerun.cli.common import CONTEXT, INTERRUPTED_EXIT, emit_json, err, out
+from edgerun.cli.common import CONTEXT, INTERRUPTED_EXIT, emit_json, err, input_roles_option, out, roles_for
 from edgerun.runtime.plan import PRECISIONS, as_precision
 
 if TYPE_CHECKING:
@@ -77,7 +77,13 @@ def _sweep_option(*names: str, metavar: str, text: str) -> Callable[[_F], _F]:
     default=None,
     help="Real-time budget: p99 per query must be within it (offline: one sample per budget).",
 )
-@click.option("--shape", multiple=True, metavar="NAME=1x3x224x224", help="Shape of an input with free dimensions.")
+@click.option(
+    "--shape",
+    multiple=True,
+    metavar="NAME=1x3x224x224",
+    help="Shape of an input with free dimensions, or a symbol's size for every input sharing it (sequence=128).",
+)
+@input_roles_option
 @click.option(
     "--seed", type=int, default=BenchConfig.seed, show_default=True, help="Seed of random inputs and arrivals."
 )
@@ -113,6 +119,7 @@ def bench_cmd(
     warmup: int,
     deadline_ms: float | None,
     shape: tuple[str, ...],
+    input_roles: tuple[str, ...],
     seed: int,
     data: Path | None,
     preprocess: Path | None,
@@ -127,7 +134,9 @@ def bench_cmd(
     """Benchmark MODEL (.onnx file or bundled name; default: the bundled default model).
 
     Reports latency min/mean/median/p90/p95/p99/max, throughput, the scenario's score, the
-    real-time verdict, system facts and warnings. Ctrl-C stops, still reports, and exits 130.
+    real-time verdict, system facts and warnings. A stateful model (a state input paired with an
+    output) runs as streams, its state carried step to step, and reports per-chunk latency.
+    Ctrl-C stops, still reports, and exits 130.
     """
     from edgerun import models
     from edgerun.bench.sweep import parse_values, run_sweep, sweep_points
@@ -135,6 +144,7 @@ def bench_cmd(
     from edgerun.data.preprocess import PreprocessSpec
     from edgerun.specs import parse_shape_override
 
+    inputs = roles_for(input_roles)
     precisions = [as_precision(p or "auto") for p in parse_values(precision, "precision", str)]
     points = sweep_points(
         parse_values(batch, "batch", int, minimum=1), parse_values(threads, "threads", int, minimum=1), precisions
@@ -159,7 +169,13 @@ def bench_cmd(
     closed = base.scenario in ("single-stream", "multi-stream")
     with _LiveProgress(base.min_queries if closed else None, quiet) as live:
         sweep = run_sweep(
-            model or models.DEFAULT, base, points, device=device, backend=backend, progress=live.callback()
+            model or models.DEFAULT,
+            base,
+            points,
+            device=device,
+            backend=backend,
+            progress=live.callback(),
+            inputs=inputs or None,
         )
     if sweep.interrupted:
         err.print("[yellow]interrupted: reporting what was measured[/yellow]")

@@ -73,7 +73,7 @@ def as_choice(value: str, choices: tuple[_Choice, ...], what: str) -> _Choice:
 
 
 input_roles_option = click.option(
-    "--input",
+    "--role",
     "input_roles",
     multiple=True,
     metavar="NAME=ROLE[,key=value]",
@@ -83,7 +83,7 @@ input_roles_option = click.option(
 
 
 def roles_for(input_roles: tuple[str, ...]) -> dict[str, Any]:
-    """``--input`` options as ``load(..., inputs=...)``'s argument (empty when none were given)."""
+    """``--role`` options as ``load(..., inputs=...)``'s argument (empty when none were given)."""
     from edgerun.roles import parse_input_option
 
     return dict(parse_input_option(text) for text in input_roles)

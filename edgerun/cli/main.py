@@ -18,7 +18,17 @@ from rich.markup import escape
 
 from edgerun import __version__
 from edgerun.cli.bench import bench_cmd
-from edgerun.cli.common import CONTEXT, INTERRUPTED_EXIT, backend_options, emit_json, err, options_for, out
+from edgerun.cli.common import (
+    CONTEXT,
+    INTERRUPTED_EXIT,
+    backend_options,
+    emit_json,
+    err,
+    input_roles_option,
+    options_for,
+    out,
+    roles_for,
+)
 from edgerun.cli.debug import debug_group
 from edgerun.cli.export import export_cmd
 from edgerun.cli.precision import compare_cmd, convert_cmd, quantize_cmd, tune_cmd
@@ -41,13 +51,28 @@ def cli(verbose: bool, debug: bool) -> None:
 @cli.command()
 @click.argument("model", required=False)
 @backend_options
+@input_roles_option
+@click.option("--shape", multiple=True, metavar="NAME=1x3x224x224", help="Size of a free symbol or input's shape.")
+@click.option("--no-run", is_flag=True, help="Do not run the model (on CPU) to observe its output shapes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def info(model: str | None, device: str, backend: str, precision: str, threads: int | None, as_json: bool) -> None:
-    """Show the device profile, backends and versions; with MODEL (.onnx file or bundled name), its specs and plan."""
+def info(
+    model: str | None,
+    device: str,
+    backend: str,
+    precision: str,
+    threads: int | None,
+    input_roles: tuple[str, ...],
+    shape: tuple[str, ...],
+    no_run: bool,
+    as_json: bool,
+) -> None:
+    """Show the device profile, backends and versions; with MODEL (.onnx file or bundled name), its specs,
+    input roles, observed output shapes and plan."""
     from edgerun import models
     from edgerun.cli.render import render_device, render_model
     from edgerun.info import device_report, model_report
     from edgerun.runtime.device import current_device
+    from edgerun.specs import parse_shape_override
 
     profile = current_device()
     report: dict[str, Any] = device_report(profile)
@@ -55,8 +80,9 @@ def info(model: str | None, device: str, backend: str, precision: str, threads: 
     report["default_model"] = models.DEFAULT
     if model is not None:
         report["model"] = model_report(
-            model, profile, device=device, backend=backend, precision=precision, options=options_for(threads)
-        )
+            model, profile, device=device, backend=backend, precision=precision, options=options_for(threads),
+            inputs=roles_for(input_roles), shapes=dict(parse_shape_override(s) for s in shape), observe=not no_run,
+        )  # fmt: skip
     if as_json:
         emit_json(report)
         return
@@ -72,12 +98,13 @@ def info(model: str | None, device: str, backend: str, precision: str, threads: 
 @click.option(
     "-i",
     "--input",
+    "--data",
     "inputs",
     multiple=True,
     required=True,
     metavar="[NAME=]FILE",
-    help=".npy/.npz arrays, or images (preprocessed as the model card or --preprocess says). "
-    "Repeat for more inputs or more images.",
+    help=".npy/.npz arrays (an .npz holds one array per input; constants such as a sample rate once), or images "
+    "(preprocessed as the model card or --preprocess says). Repeat for more inputs or more images.",
 )
 @click.option(
     "--preprocess",

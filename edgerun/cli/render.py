@@ -83,13 +83,35 @@ def render_model(console: Console, report: dict[str, Any]) -> None:
     table.add_row("stored precision", report["precision"])
     console.print(table)
 
+    roles = report.get("roles") or {"inputs": [], "output_axes": {}, "stateful": False, "state_pairs": {}}
+    described = {r["name"]: r["describe"] for r in roles["inputs"]}
+    observed = {o["name"]: o["shape"] for o in report.get("observed_outputs") or []}
     io = Table(title="inputs and outputs", title_justify="left")
-    for column in ("", "name", "dtype", "shape"):
+    for column in ("", "name", "dtype", "shape", "meaning"):
         io.add_column(column)
-    for kind in ("inputs", "outputs"):
-        for spec in report[kind]:
-            io.add_row(kind[:-1], spec["name"], spec["dtype"], str(spec["shape"]))
+    for spec in report["inputs"]:
+        io.add_row("input", escape(spec["name"]), spec["dtype"], escape(str(spec["shape"])),
+                   escape(described.get(spec["name"], "")))  # fmt: skip
+    for spec in report["outputs"]:
+        shape = str(spec["shape"])
+        seen = observed.get(spec["name"])
+        if seen is not None and seen != spec["shape"]:
+            shape += f" (observed {seen})"
+        axis = roles["output_axes"].get(spec["name"])
+        io.add_row("output", escape(spec["name"]), spec["dtype"], escape(shape),
+                   "no batch axis" if axis is None else f"batch axis {axis}")  # fmt: skip
     console.print(io)
+    pairs = ", ".join(f"{k} -> {v}" for k, v in roles["state_pairs"].items())
+    console.print(f"[bold]stateful:[/bold] {escape(f'yes ({pairs})') if roles['stateful'] else 'no'}")
+    for mismatch in report.get("output_mismatches") or []:
+        console.print(
+            f"[yellow]warning:[/yellow] output '{escape(mismatch['name'])}' is declared "
+            f"{escape(str(mismatch['declared']))} but the model returns {escape(str(mismatch['returned']))} "
+            "(exports use the returned shape)",
+            soft_wrap=True,
+        )
+    if report.get("observed_note"):
+        console.print(f"output shapes {escape(report['observed_note'])}", soft_wrap=True)
     render_plan(console, report["plan"], report["plan_error"])
 
 
@@ -121,10 +143,14 @@ def render_bench(console: Console, result: BenchResult) -> None:
         title_justify="left",
     )
     unit = "ms per batch" if data["scenario"] == "offline" else "ms per query"
+    if result.stream and data["scenario"] in ("single-stream", "server"):
+        unit = "ms per chunk"
     for column in (unit, "min", "mean", "median", "p90", "p95", "p99", "max"):
         table.add_column(column, justify="right")
     table.add_row("latency", *(f"{latency[k]:.3f}" for k in ("min", "mean", "median", "p90", "p95", "p99", "max")))
     console.print(table)
+    if result.stream_summary:
+        console.print(escape(result.stream_summary))
     shapes = ", ".join(f"{k} {v}" for k, v in data["inputs"]["shapes"].items())
     console.print(
         f"backend {data['backend']} ({', '.join(data['plan']['targets'])}), precision {data['precision']}, "

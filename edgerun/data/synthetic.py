@@ -51,7 +51,7 @@ def random_values(spec: TensorSpec, role: InputRole, shape: tuple[int, ...], rng
         return np.full(shape, role.value, dtype=spec.dtype)
     if role.role == "constant" and spec.dtype.kind in "iu":
         log_once(_log, logging.WARNING, f"input '{spec.name}' is a constant of unknown value: random integers "
-                 f"0..9 may take a branch the model never meant; set it with --input {spec.name}=constant,value=N "
+                 f"0..9 may take a branch the model never meant; set it with --role {spec.name}=constant,value=N "
                  f"or load(..., inputs={{'{spec.name}': 'constant,value=N'}})")  # fmt: skip
     if role.role == "state":
         return np.zeros(shape, dtype=spec.dtype)

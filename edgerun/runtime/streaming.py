@@ -42,7 +42,7 @@ class Stream:
         if not roles.stateful:
             raise InputError(
                 f"{label} has no state input paired with an output: declare it with "
-                f"inputs={{'NAME': 'state,output=NEXT'}} (CLI: --input NAME=state,output=NEXT)"
+                f"inputs={{'NAME': 'state,output=NEXT'}} (CLI: --role NAME=state,output=NEXT)"
             )
         self._run = run
         self._roles = roles

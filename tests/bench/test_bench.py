@@ -134,6 +134,7 @@ def test_single_stream_report_has_the_promised_keys_and_scores_p90(profile: Devi
         "source": "random (seed 0)",
         "include_preprocess": False,
         "shapes": {"x": [2, 3, 48, 192]},
+        "roles": {"x": "data"},
     }
     samples = data["latency_samples_ms"]
     assert len(samples) == 40

@@ -226,6 +226,7 @@ class _FakeTensorRT:
 
         self.session = open_on_cpu(edgerun.models.path("digits-student"))
         self.inputs = self.session.inputs
+        self.roles = self.session.roles
         self.graphs, self.stale = graphs, stale
         self.last: dict[str, np.ndarray] | None = None
         self.opened_backend = _Backend(stats)
