@@ -1092,19 +1092,23 @@ def test_an_output_without_a_batch_axis_is_refused_up_front(model_dir: Path) -> 
     path = onnx_factory.save(scalar_output_model(), model_dir / "scalar_out.onnx")
     with edgerun.load(path) as session, pytest.raises(ConfigError) as refused:
         DynamicBatcher(session, max_batch_size=4)
-    assert "dynamic batch axis (axis 0) on every output (y float32 [])" in str(refused.value)
+    assert "dynamic batch axis on every output, but output 'y' (y float32 []) has none" in str(refused.value)
 
 
-def test_an_output_whose_first_axis_is_not_the_batch_is_never_split_into_wrong_rows(model_dir: Path) -> None:
+def test_an_output_whose_first_axis_is_not_the_batch_is_split_along_its_own_axis(model_dir: Path) -> None:
+    """y [4, batch] (y = x^T): the roles put its batch on axis 1, so each request gets its own columns."""
     path = onnx_factory.save(transposed_output_model(), model_dir / "transposed.onnx")
-    with edgerun.load(path) as session:
-        before = set(threading.enumerate())
-        with pytest.raises(ConfigError) as refused:
-            DynamicBatcher(session, max_batch_size=4)
-    message = str(refused.value)
-    assert "dynamic batch axis (axis 0) on every output" in message
-    assert "y float32 [4, batch]" in message  # the output, as declared
-    assert batcher_threads(before) == []
+    with edgerun.load(path) as session, DynamicBatcher(session, max_batch_size=8) as batcher:
+        with Gate(session, held=True) as gate:
+            blocker = batcher.submit(tagged_rows(1, 1, 4))
+            gate.wait_calls(1)
+            requests = [tagged_rows(10 * i, 2, 4) for i in range(1, 4)]
+            futures = [batcher.submit(x) for x in requests]
+            gate.open()
+            blocker.result(timeout=WAIT_S)
+            for x, future in zip(requests, futures, strict=True):
+                np.testing.assert_array_equal(future.result(timeout=WAIT_S)["y"], x.T)
+        assert gate.batch_rows() == [1, 6]
 
 
 def test_a_backend_output_without_the_batch_rows_fails_the_batch_not_the_rows(row_path: Path) -> None:
@@ -1123,16 +1127,22 @@ def test_a_backend_output_without_the_batch_rows_fails_the_batch_not_the_rows(ro
         assert gate.batch_rows() == [1, 4]
 
 
-def test_an_output_whose_symbolic_first_axis_is_not_the_batch_is_refused(model_dir: Path) -> None:
+def test_an_output_whose_symbolic_first_axis_is_not_the_batch_gets_each_request_its_own_values(
+    model_dir: Path,
+) -> None:
     """y [rows, batch] (y = x^T): split by position, two 2-row requests in a 4-row batch would swap values."""
     path = onnx_factory.save(symbolic_transposed_output_model(), model_dir / "symbolic_transposed.onnx")
-    with edgerun.load(path) as session:
-        before = threading.active_count()
-        with pytest.raises(ConfigError, match=r"output 'y' .*batch axis 'batch' at axis 1, not axis 0"):
-            DynamicBatcher(session, max_batch_size=4)
-        assert threading.active_count() == before
-        x = np.arange(8, dtype=np.float32).reshape(2, 4)
-        np.testing.assert_array_equal(session.run(x)["y"], x.T)  # the session itself is untouched
+    with edgerun.load(path) as session, DynamicBatcher(session, max_batch_size=4) as batcher:
+        with Gate(session, held=True) as gate:
+            blocker = batcher.submit(tagged_rows(1, 1, 4))
+            gate.wait_calls(1)
+            requests = [tagged_rows(10 * i, 2, 4) for i in range(1, 3)]
+            futures = [batcher.submit(x) for x in requests]
+            gate.open()
+            blocker.result(timeout=WAIT_S)
+            for x, future in zip(requests, futures, strict=True):
+                np.testing.assert_array_equal(future.result(timeout=WAIT_S)["y"], x.T)
+        assert gate.batch_rows() == [1, 4]
 
 
 def test_a_done_callback_can_use_the_batcher(digits: Session) -> None:

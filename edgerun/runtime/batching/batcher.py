@@ -4,7 +4,10 @@ Triton's knobs and semantics (max batch size, queue delay, preferred sizes, boun
 per-request timeout, instances, preserved order), in process. Rules:
 
 * Requests with different non-batch shapes or dtypes never share a batch: each shape has its
-  own group (what fixed-shape backends and CUDA graph buckets need).
+  own group (what fixed-shape backends and CUDA graph buckets need). The batch lies on each
+  input's and output's own axis (``session.roles``: ``state [2, batch, 128]`` on axis 1);
+  constants are not stacked, and requests with different constants never share a batch.
+  ``pad_sequences`` pads requests of different lengths to shared buckets through the mask.
 * No idle wait: a lone request on an idle batcher runs at once (``infer`` even runs it in the
   caller's thread, skipping the hand-off), so a single caller is never slower than no batching.
   The queue delay only applies under load (every worker busy, or a batch of several requests
@@ -32,10 +35,12 @@ from typing import Any
 import numpy as np
 
 from edgerun.errors import BackendError, BatcherClosedError, InputError, QueueFullError, RequestTimeoutError
+from edgerun.runtime.batching.layout import Layout
 from edgerun.runtime.batching.options import check_args
 from edgerun.runtime.batching.requests import Outcome, Request, count_rows, resolve_all, split_rows, stack_rows
 from edgerun.runtime.batching.stats import Stats
 from edgerun.runtime.session import Session
+from edgerun.runtime.streaming import Stream
 
 
 class DynamicBatcher:
@@ -45,6 +50,8 @@ class DynamicBatcher:
     concurrent calls (ONNX Runtime), or each gets its own (``session_per_instance``; TensorRT
     contexts serialise calls). ``pad_to_preferred`` pads a batch up to the nearest
     ``preferred_batch_sizes`` entry (for fixed-shape backends) and drops the padding rows.
+    ``pad_sequences`` (True or bucket lengths) lets requests of different sequence lengths share a
+    batch, padded through the model's mask input and cut back to each request's length.
     Futures are resolved outside the batcher's lock, so their callbacks may use the batcher.
     """
 
@@ -62,10 +69,16 @@ class DynamicBatcher:
         pad_to_preferred: bool = False,
         session_per_instance: bool | None = None,
         session_factory: Callable[[], Session] | None = None,
+        pad_sequences: bool | Sequence[int] = False,
     ) -> None:
         check_args(session, max_batch_size, max_queue_delay_ms, preferred_batch_sizes, max_queue_size,
                    default_timeout_ms, instances, preserve_order, pad_to_preferred, session_per_instance)  # fmt: skip
         self.session = session
+        self.layout = Layout(session, max_batch_size, pad_sequences)
+        """Each input's and output's batch axis (``session.roles``), shared constants, sequence buckets."""
+        self._plain = self.layout.plain
+        self.pad_sequences = self.layout.buckets
+        """The sequence bucket lengths requests are padded to (empty: no padding)."""
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1e3
         self.preferred_batch_sizes = tuple(sorted(set(preferred_batch_sizes)))
@@ -128,6 +141,10 @@ class DynamicBatcher:
     run = infer
     __call__ = infer
 
+    def stream(self) -> Stream:
+        """A stream of steps through this stateful model via the batcher: concurrent streams share batches."""
+        return Stream(self.infer, self.session.roles, self.session.inputs, self.session.label)
+
     def stats(self) -> dict[str, Any]:
         """Counters, batch-size histogram and queue-wait / execution percentiles (ms)."""
         with self._lock:
@@ -180,8 +197,13 @@ class DynamicBatcher:
     # --- admission ----------------------------------------------------------------------------
 
     def _admit(self, feeds: Any, timeout_ms: float | None, inline: bool = False) -> Request:
-        checked = dict(self.session.validate(feeds))  # our own dict: the caller may reuse theirs
-        rows = count_rows(checked, self.session.label)
+        if self._plain:
+            checked = dict(self.session.validate(feeds))  # our own dict: the caller may reuse theirs
+            rows = count_rows(checked, self.session.label)
+            group = tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(checked.items()))
+        else:
+            checked = dict(self.session.validate(self.layout.fill(feeds)))
+            rows, group = self.layout.rows_and_group(checked)
         if rows > self.max_batch_size:
             raise InputError(
                 f"{self.session.label}: request of {rows} rows exceeds max_batch_size {self.max_batch_size}",
@@ -190,7 +212,6 @@ class DynamicBatcher:
             )
         timeout_s = self.default_timeout_s if timeout_ms is None else timeout_ms / 1e3
         now = time.perf_counter()
-        group = tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(checked.items()))
         with self._lock:
             if self._closing:
                 raise BatcherClosedError(f"batcher for {self.session.label} is closed")
@@ -374,9 +395,16 @@ class DynamicBatcher:
             padded = self._padded_size(total)
             started = time.perf_counter()
             try:
-                feeds = {name: stack_rows([r.feeds[name] for r in batch], padded - total) for name in batch[0].feeds}
-                outputs = session.run_validated(feeds)  # validated at submit: skip the session's check
-                results = split_rows(outputs, rows, padded, self.session.label)
+                if self._plain:
+                    feeds = {
+                        name: stack_rows([r.feeds[name] for r in batch], padded - total) for name in batch[0].feeds
+                    }
+                    outputs = session.run_validated(feeds)  # validated at submit: skip the session's check
+                    results = split_rows(outputs, rows, padded, self.session.label)
+                else:
+                    parts = [r.feeds for r in batch]
+                    outputs = session.run_validated(self.layout.stack(parts, rows, padded - total))
+                    results = self.layout.split(outputs, parts, rows, padded)
             except BaseException as exc:
                 failure = BackendError(
                     f"{self.session.label}: the batch of {total} rows this request was in failed: {exc}"

@@ -1,7 +1,8 @@
 """The batcher's option checks: each `DynamicBatcher` argument checked for type and range up front.
 
 Every option is checked for type and range up front, so a wrong one is a `ConfigError` naming it,
-not a TypeError (or a silent misbehaviour) later on a worker thread.
+not a TypeError (or a silent misbehaviour) later on a worker thread. Batch axes, constants and
+sequence buckets are checked against the model's roles by `edgerun.runtime.batching.layout`.
 """
 
 from __future__ import annotations
@@ -39,13 +40,6 @@ def check_args(
         raise ConfigError(f"DynamicBatcher needs an edgerun Session, got {type(session).__name__}")
     if session.closed:
         raise BatcherClosedError(f"session for {session.label} is closed")
-    for kind, specs in (("input", session.inputs), ("output", session.outputs)):
-        if not all(s.has_dynamic_batch for s in specs):
-            raise ConfigError(
-                f"{session.label}: batching needs a dynamic batch axis (axis 0) on every {kind} "
-                f"({', '.join(s.describe() for s in specs)})"
-            )
-    check_batch_axes(session)
     for name, value in (("max_batch_size", max_batch_size), ("instances", instances)):
         if not is_int(value) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
@@ -66,23 +60,3 @@ def check_args(
         raise ConfigError(f"session_per_instance must be True, False or None, got {session_per_instance!r}")
     if pad_to_preferred and not sizes:
         raise ConfigError("pad_to_preferred needs preferred_batch_sizes")
-
-
-def check_batch_axes(session: Session) -> None:
-    """Refuse an output whose axis 0 is not the inputs' batch axis, when the model's names say so.
-
-    An output declared ``[rows, batch]`` looks batchable (a symbolic axis 0) but carries the batch
-    on axis 1: split by position, each request would get other requests' values whenever the
-    batch's rows happen to equal ``rows``. The symbols shared with the inputs are the evidence.
-    """
-    batch_names = {s.shape[0] for s in session.inputs if s.shape and s.shape[0] != "?"}
-    for spec in session.outputs:
-        first, rest = spec.shape[0], spec.shape[1:]
-        moved = sorted(str(n) for n in batch_names if n in rest)
-        if first not in batch_names and first != "?" and moved:
-            axis = list(spec.shape).index(moved[0])
-            raise ConfigError(
-                f"{session.label}: output {spec.name!r} {spec.describe()} carries the inputs' batch axis "
-                f"{moved[0]!r} at axis {axis}, not axis 0; the batcher splits outputs along axis 0 and would hand "
-                "requests each other's values: batch this model by hand or re-export it with the batch first"
-            )

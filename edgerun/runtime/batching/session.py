@@ -13,6 +13,7 @@ from edgerun.errors import ConfigError
 from edgerun.runtime.batching.batcher import DynamicBatcher
 from edgerun.runtime.batching.options import is_int
 from edgerun.runtime.session import Session
+from edgerun.runtime.streaming import Stream
 
 
 class BatchedSession(Session):
@@ -29,6 +30,7 @@ class BatchedSession(Session):
             session.card,
             capabilities=session.capabilities,
             reopen=session.reopen,
+            roles=session.roles,
         )
         self.inner = session
         self.batcher = batcher
@@ -44,6 +46,10 @@ class BatchedSession(Session):
 
     async def run_async(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         return await self.batcher.infer_async(feeds)
+
+    def stream(self, batch: int = 1) -> Stream:
+        """A stream of steps through the batcher: concurrent streams' steps share batches."""
+        return Stream(self._batched_run, self.roles, self.inputs, self.label, batch=batch)
 
     def close(self) -> None:
         self.batcher.close()
