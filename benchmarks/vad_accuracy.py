@@ -149,7 +149,7 @@ def main() -> int:
     calibration = calibration_arrays(data)
     check = dict(np.load(FOLDER / "check" / "check.npz"))
     attempts: list[tuple[str, dict[str, Any]]] = [
-        ("precision='int8'", {}),
+        ("precision='int8' (the card's calibration/calib.npz)", {}),
         ("precision='int8', calibration=<clip 1 windows>", {"calibration": calibration}),
         (
             "precision='int8', calibration=<clip 1 windows>, check_data=<check.npz>",
@@ -218,6 +218,8 @@ def int8_attempt(
     lines += [f"  warning: {w.message}" for w in caught]
     lines += [f"  log: {r.getMessage()}" for r in records]
     lines.append(table_row("  int8 session (all clips)", scores(int8 >= THRESHOLD, labels)))
+    agree = float(np.mean((int8 >= THRESHOLD) == (fp32 >= THRESHOLD)))
+    lines.append(f"  frame decisions equal to fp32: {agree:.4f} ({round(agree * fp32.size)}/{fp32.size})")
     lines.append(f"  max |p_int8 - p_fp32|: {float(np.max(np.abs(int8 - fp32))):.4f}")
     return lines
 

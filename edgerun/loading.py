@@ -89,7 +89,7 @@ def load(
     if own_conversion is not None:
         plan = replace(plan, reasons=(*plan.reasons, f"model: {own_conversion}; not checked by the precision guard"))
     elif plan.precision != model_file.precision:
-        model_file, plan = _converted(model_file, plan, entry, card, calibration, quantization, conversion)
+        model_file, plan = _converted(model_file, plan, entry, card, calibration, quantization, conversion, roles)
     opened = entry.opener(model_file, plan, source)
     session = Session(model_file, plan, opened, card, capabilities=entry.capabilities, reopen=reopen, roles=roles)
     if batching is None or batching is False:
@@ -122,25 +122,44 @@ def _converted(
     calibration: Any,
     quantization: Any,
     conversion: dict[str, Any],
+    roles: ModelRoles | None = None,
 ) -> tuple[ModelFile, Plan]:
     """The plan's precision as a cached, checked artifact (Q/DQ laid out for the chosen backend), and the plan
-    naming it; when no version meets the quality budget, the stored model and a plan saying why (logged once)."""
+    naming it; when no version meets the quality budget or the conversion cannot be made (`ConversionError`:
+    an invalid quantized graph, say), the stored model and a plan saying why (logged once). ``roles`` shape
+    the random check inputs when there is no check data."""
+    from edgerun.errors import ConversionError
     from edgerun.precision.artifacts import precision_artifact
     from edgerun.precision.guard import QualityCheckError
     from edgerun.precision.quantize import QuantizeOptions
     from edgerun.runtime.modelfile import ModelFile
 
-    if quantization is None:  # shape the Q/DQ model for what will run it
-        quantization = QuantizeOptions(target=entry.capabilities.qdq_layout(plan.device))
+    if quantization is None:  # shape the Q/DQ model for what will run it, in the mode that pays there
+        from edgerun.precision.quantize import auto_mode
+
+        target = entry.capabilities.qdq_layout(plan.device)
+        mode, why = auto_mode(model_file, target) if plan.precision == "int8" else ("static", "")
+        quantization = QuantizeOptions(target=target, mode=mode, why=why if mode == "dynamic" else "")
     try:
         artifact = precision_artifact(
-            model_file, plan.precision, card=card, calibration=calibration, quantization=quantization, **conversion
+            model_file,
+            plan.precision,
+            card=card,
+            calibration=calibration,
+            quantization=quantization,
+            roles=roles,
+            **conversion,
         )
     except QualityCheckError as exc:
         message = f"{plan.precision} failed its quality check against fp32, running {model_file.precision}: {exc}"
         log_once(_log, logging.WARNING, message)
         fallen = replace(plan, precision=model_file.precision, fallbacks=(*plan.fallbacks, message), quality=exc.report)
         return model_file, fallen
+    except ConversionError as exc:
+        stored = model_file.precision
+        message = f"{plan.precision} could not be made from {stored}, running {stored}: {exc}"
+        log_once(_log, logging.WARNING, message)
+        return model_file, replace(plan, precision=model_file.precision, fallbacks=(*plan.fallbacks, message))
     converted = ModelFile.open(artifact.path)
     return converted, replace(
         plan,

@@ -27,9 +27,13 @@ Written (deterministic for a given seed and espeak-ng version, recorded in the f
 - ``edgerun/models/silero-vad/check/check.npz``: `CHECK_WINDOWS` model inputs taken from the eval
   clips, half speech and half not by label: ``input`` float32 [N, 576] (64 context samples + 512
   new ones), ``state`` float32 [2, N, 128] (the state the FP32 model carried to that chunk when
-  streaming the clip from its start), ``sr`` int64 scalar 16000.
+  streaming the clip from its start), ``sr`` int64 scalar 16000;
+- ``edgerun/models/silero-vad/calibration/calib.npz``: `CALIB_WINDOWS` INT8 calibration inputs laid
+  out like the check set, drawn evenly over every clip's frames (speech and not, as they occur) with
+  the check set's frames left out, so calibration and check never share a chunk.
 
-    python scripts/make_vad_eval.py            # (re)write both files
+    python scripts/make_vad_eval.py                      # (re)write all three files
+    python scripts/make_vad_eval.py --calibration-only   # only calib.npz, from the eval set on disk
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ CLIP_FRAMES = 180
 THRESHOLD_DB = 30.0
 FILL_FRAMES = 4
 CHECK_WINDOWS = 32
+CALIB_WINDOWS = 128
 CONDITIONS: list[tuple[str, float]] = [
     ("clean", float("inf")),
     ("clean", float("inf")),
@@ -190,16 +195,34 @@ def stream_states(session: object, clip: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.stack(windows), np.stack(states)
 
 
-def make_check(audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(FOLDER / "model.onnx"), providers=["CPUExecutionProvider"])
+def check_picks(labels: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(clip, frame) of the check windows: half speech, half not, by label."""
     picks: list[tuple[int, int]] = []
     for value in (1, 0):
         where = np.argwhere(labels == value)
         chosen = rng.choice(len(where), size=CHECK_WINDOWS // 2, replace=False)
         picks += [(int(c), int(f)) for c, f in where[np.sort(chosen)]]
-    picks.sort()
+    return sorted(picks)
+
+
+def calibration_picks(
+    labels: np.ndarray, exclude: list[tuple[int, int]], rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """(clip, frame) of the calibration windows: the same number from every clip, none of ``exclude``."""
+    taken = set(exclude)
+    picks: list[tuple[int, int]] = []
+    for clip in range(labels.shape[0]):
+        free = [f for f in range(labels.shape[1]) if (clip, f) not in taken]
+        chosen = rng.choice(len(free), size=CALIB_WINDOWS // labels.shape[0], replace=False)
+        picks += [(clip, free[i]) for i in np.sort(chosen)]
+    return picks
+
+
+def windows_at(audio: np.ndarray, picks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Model inputs at ``picks``, each with its context and the state the FP32 model carried to it."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(FOLDER / "model.onnx"), providers=["CPUExecutionProvider"])
     inputs, states = [], []
     for clip in sorted({c for c, _ in picks}):
         windows, carried = stream_states(session, audio[clip])
@@ -214,10 +237,32 @@ def make_check(audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator) 
     }
 
 
+def make_check(audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return windows_at(audio, check_picks(labels, rng))
+
+
+def write_calibration(audio: np.ndarray, labels: np.ndarray, seed: int) -> None:
+    """``calibration/calib.npz``: windows disjoint from the check set's (drawn again with its seed)."""
+    excluded = check_picks(labels, np.random.default_rng(seed + 1))
+    picks = calibration_picks(labels, excluded, np.random.default_rng(seed + 2))
+    assert not set(picks) & set(excluded)
+    calib = windows_at(audio, picks)
+    path = FOLDER / "calibration" / "calib.npz"
+    path.parent.mkdir(exist_ok=True)
+    np.savez_compressed(path, **calib)
+    share = float(np.mean([labels[c, f] for c, f in picks]))
+    print(f"wrote {path} ({path.stat().st_size} bytes): input {list(calib['input'].shape)}, speech share {share:.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--calibration-only", action="store_true", help="write only calib.npz from the eval set")
     args = parser.parse_args()
+    if args.calibration_only:
+        with np.load(FOLDER / "eval" / "vad-eval.npz") as found:
+            write_calibration(found["audio"], found["labels"], int(found["seed"]))
+        return 0
     rng = np.random.default_rng(args.seed)
     version = espeak_version()
     audio, labels = make_clips(rng)
@@ -238,6 +283,7 @@ def main() -> int:
     check_path = FOLDER / "check" / "check.npz"
     np.savez_compressed(check_path, **check)
     print(f"wrote {check_path} ({check_path.stat().st_size} bytes): input {list(check['input'].shape)}")
+    write_calibration(audio, labels, args.seed)
     return 0
 
 

@@ -132,13 +132,26 @@ def _load_data(
     if labels is not None:
         raise ConfigError("--labels needs --data: the labels belong to data samples")
     from edgerun.data.synthetic import random_feeds
+    from edgerun.loading import model_roles
 
     overrides: dict[str, Any] = dict(parse_shape_override(s) for s in shapes)
     count = samples or 64
+    roles = model_roles(model_file, card, None)  # batch axes (state [2, batch, 128]), vocabularies, constants
+    axes = roles.batch_axes
     if card is not None:
-        overrides = {name: [count, *dims[1:]] for name, dims in card.input_shapes.items()} | overrides
-    feeds = random_feeds(model_file.inputs, count, overrides or None, seed=seed)
-    return SampleSet(feeds, None, f"{count} seeded random samples (seed {seed})")
+        overrides = {name: _batched(dims, axes.get(name, 0), count) for name, dims in card.input_shapes.items()} | (
+            overrides
+        )
+    feeds = random_feeds(model_file.inputs, count, overrides or None, seed=seed, roles=roles)
+    return SampleSet(feeds, None, f"{count} seeded random samples (seed {seed})", {n: axes.get(n, 0) for n in feeds})
+
+
+def _batched(dims: Any, axis: int | None, count: int) -> list[int]:
+    """``dims`` with ``count`` on the batch ``axis`` (none: a constant, as it is)."""
+    sized = [int(d) for d in dims]
+    if axis is not None and axis < len(sized):
+        sized[axis] = count
+    return sized
 
 
 # --- the precision guard, as the commands use it -------------------------------------------------
@@ -190,11 +203,12 @@ def check_samples_from(
     In order: ``--data``, the card's check set, a share of ``calibration`` held apart from it (the
     calibration itself when it is too small to split), seeded random inputs (``--shape`` for free axes).
     """
+    from edgerun.loading import model_roles
     from edgerun.precision.checks import RANDOM_COUNT, CheckSamples, check_samples, hold_out, random_samples
 
     if data is not None:
         loaded = _load_data(data, model_file, card, spec, samples, seed, None, ())
-        return CheckSamples(loaded.inputs, loaded.source), calibration
+        return CheckSamples(loaded.inputs, loaded.source, False, dict(loaded.batch_axes)), calibration
     if card is not None and card.check:
         return check_samples(model_file, card, None, samples=samples, seed=seed), calibration
     if calibration is not None:
@@ -202,15 +216,16 @@ def check_samples_from(
         if held is not None:
             return held, kept
         itself = f"{calibration.source} (the calibration data itself: too few samples to hold some apart)"
-        return CheckSamples(dict(calibration.samples), itself), calibration
+        return CheckSamples(dict(calibration.samples), itself, False, dict(calibration.batch_axes)), calibration
+    roles = model_roles(model_file, card, None)
     if not shapes:
-        return random_samples(model_file, card, seed=seed), calibration
+        return random_samples(model_file, card, seed=seed, roles=roles), calibration
     from edgerun.data.synthetic import random_feeds
     from edgerun.specs import parse_shape_override
 
     overrides = {name: [RANDOM_COUNT, *dims[1:]] for name, dims in map(parse_shape_override, shapes)}
-    feeds = random_feeds(model_file.inputs, RANDOM_COUNT, overrides, seed=seed)
-    return CheckSamples(feeds, f"seed {seed}", random=True), calibration
+    feeds = random_feeds(model_file.inputs, RANDOM_COUNT, overrides, seed=seed, roles=roles)
+    return CheckSamples(feeds, f"seed {seed}", random=True, batch_axes=roles.batch_axes), calibration
 
 
 def print_check(result: GuardResult | Mapping[str, Any], note: str | None) -> None:
@@ -309,6 +324,9 @@ def quantize_cmd(
     )
     calibration = None
     if mode == "static":
+        if calib is None and card is not None and card.calibration:  # a bundled model's own calibration set
+            calib = str(card.folder / card.calibration["source"])
+            samples = samples or card.calibration.get("samples")
         if calib is None:
             raise ConversionError(f"{model_file.path}: static INT8 needs calibration data: --calib SRC")
         loaded = _load_data(calib, model_file, card, spec, samples, seed, None, ())

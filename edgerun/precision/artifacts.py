@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from edgerun.models import ModelCard
     from edgerun.precision.quantize import QuantizeOptions
     from edgerun.quality import QualityBudget
+    from edgerun.roles import ModelRoles
 
 _log = logging.getLogger("edgerun")
 
@@ -54,15 +55,17 @@ def precision_artifact(
     folder: Path | None = None,
     budget: QualityBudget | Mapping[str, float] | None = None,
     check_data: Any = None,
+    roles: ModelRoles | None = None,
 ) -> Artifact:
     """The cached ``precision`` version of ``model``, built and checked against FP32 first if needed.
 
     The check (`edgerun.precision.guard`) holds the model to ``budget`` (defaults per precision;
     a mapping overrides single metrics) on ``check_data``, else the card's check set, else data
     held apart from calibration, else random inputs. A model that misses it is mixed (nodes kept
-    in FP32); if no mix meets it, `QualityCheckError` says why, and that verdict is cached too.
+    in FP32); if no mix meets it, `QualityCheckError` says why, and that verdict is cached too. ``roles``
+    (default the model's) shape random check inputs: token ids within the vocabulary, constants at their value.
     """
-    spot = _locate(model, precision, card, calibration, quantization, folder, budget, check_data)
+    spot = _locate(model, precision, card, calibration, quantization, folder, budget, check_data, roles)
     store, entry, verdict, expected = spot.store, spot.entry, spot.entry.with_suffix(".verdict"), spot.expected
     source, samples, quantization, budget, check_data = (
         spot.source, spot.samples, spot.quantization, spot.budget, spot.check_data
@@ -83,9 +86,11 @@ def precision_artifact(
         try:
             with store.writing(entry, size=model.path.stat().st_size // (4 if precision == "int8" else 2)) as temp:
                 if precision == "int8":
-                    detail, check = _build_int8(model, temp, card, source, samples, quantization, budget, check_data)
+                    detail, check = _build_int8(
+                        model, temp, card, source, samples, quantization, budget, check_data, roles
+                    )
                 else:
-                    detail, check = _build_fp16(model, temp, card, budget, check_data)
+                    detail, check = _build_fp16(model, temp, card, budget, check_data, roles)
         except QualityCheckError as exc:
             store.store(verdict, b"refused", {**expected, "message": str(exc), "check": exc.report})
             raise
@@ -140,6 +145,7 @@ def _locate(
     folder: Path | None,
     budget: QualityBudget | Mapping[str, float] | None,
     check_data: Any,
+    roles: ModelRoles | None = None,
 ) -> _Spot:
     """The cache entry for these settings (the key covers every setting that changes the result)."""
     import onnxruntime
@@ -152,7 +158,7 @@ def _locate(
     source: Any = None
     samples: int | None = None
     if precision == "int8":
-        source, samples = _calibration_source(model, card, calibration)
+        source, samples = _calibration_source(model, card, calibration, roles)
         settings.update(quantization.key(), calibration=_fingerprint(source), samples=samples)
     elif precision == "fp16":
         if check_data is None and calibration is not None:  # FP16 needs no calibration: the data checks it
@@ -161,8 +167,10 @@ def _locate(
         raise UnsupportedPrecisionError(
             f"{model.path}: edgerun cannot convert an {model.precision} model to {precision}"
         )
-    check_data = _check_data_once(check_data, model)
+    check_data = _check_data_once(check_data, model, roles)
     settings["check"] = {"budget": resolved.to_dict(), "data": _check_fingerprint(card, check_data)}
+    if roles is not None and roles != model.roles and isinstance(settings["check"]["data"], str):
+        settings["check"]["roles"] = [role.describe() for role in roles.inputs]  # they shape random check inputs
     key = digest(model.sha256, settings)
     store = ManifestStore(writable(folder or cache_dir() / "models"))
     entry = store.root / model.sha256[:16] / f"{precision}-{key[:16]}.onnx"
@@ -180,14 +188,14 @@ def resolve_budget(precision: str, budget: QualityBudget | Mapping[str, float] |
     return defaults.with_overrides(**dict(budget)) if budget else defaults
 
 
-def _check_data_once(check_data: Any, model: ModelFile) -> Any:
+def _check_data_once(check_data: Any, model: ModelFile, roles: ModelRoles | None = None) -> Any:
     """In-memory check data (arrays, a dict, feed dicts) read once, along each input's batch axis: it is both
     hashed for the key and checked on. Paths, `CalibrationData` and `CheckSamples` stay as they are."""
     from edgerun.precision.calibration import CalibrationData, open_calibration
 
     if check_data is None or isinstance(check_data, (str, os.PathLike, CalibrationData, CheckSamples)):
         return check_data
-    return open_calibration(check_data, model.inputs)
+    return open_calibration(check_data, model.inputs, roles=roles or model.roles)
 
 
 def _check_fingerprint(card: ModelCard | None, check_data: Any) -> Any:
@@ -206,7 +214,9 @@ def _opens(path: Path) -> None:
     ModelFile.open(path)
 
 
-def _calibration_source(model: ModelFile, card: ModelCard | None, calibration: Any) -> tuple[Any, int | None]:
+def _calibration_source(
+    model: ModelFile, card: ModelCard | None, calibration: Any, roles: ModelRoles | None = None
+) -> tuple[Any, int | None]:
     """The calibration source and its sample count; in-memory data is read once, here.
 
     Arrays, mappings and iterables become `CalibrationData` at once, so that the cache key is
@@ -219,7 +229,7 @@ def _calibration_source(model: ModelFile, card: ModelCard | None, calibration: A
 
         if isinstance(calibration, CalibrationData):
             return calibration, None
-        return open_calibration(calibration, model.inputs), None
+        return open_calibration(calibration, model.inputs, roles=roles or model.roles), None
     if card is not None and card.calibration:
         return card.folder / card.calibration["source"], card.calibration.get("samples")
     raise UnsupportedPrecisionError(
@@ -250,9 +260,10 @@ def _build_int8(
     options: QuantizeOptions,
     budget: QualityBudget,
     check_data: Any,
+    roles: ModelRoles | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Quantize ``model`` into ``target`` (a cache's temporary path), checked; returns what was done and the check."""
-    from edgerun.data.preprocess import PreprocessSpec
+    from edgerun.data.files import parse_preprocess
     from edgerun.precision.calibration import CalibrationData, open_calibration
     from edgerun.precision.checks import check_samples, hold_out
     from edgerun.precision.guard import guard_int8
@@ -260,29 +271,41 @@ def _build_int8(
     if isinstance(source, CalibrationData):
         data = source
     else:
-        spec = PreprocessSpec.from_dict(card.preprocessing) if card is not None else None
+        spec = parse_preprocess(None, card.preprocessing if card is not None else None)  # {}: not an image model
         data = open_calibration(source, model.inputs, preprocess=spec, samples=samples)
     if check_data is not None or (card is not None and card.check):
-        check = check_samples(model, card, check_data)
+        check = check_samples(model, card, check_data, roles=roles)
     else:
         data, held = hold_out(data)
-        check = held or check_samples(model, card, data)
+        check = held or check_samples(model, card, data, roles=roles)
     result = guard_int8(model, target, data, check, options, budget, declared=_declared(card))
+    if options.mode == "dynamic":
+        how = f"int8 dynamic (weights INT8, activation ranges per call; {options.why or 'as asked'})"
+    else:
+        how = (
+            f"int8 Q/DQ ({options.method}, {'per-channel' if options.per_channel else 'per-tensor'}) "
+            f"calibrated on {data.count} samples of {data.source}"
+        )
     return (
-        f"int8 Q/DQ ({options.method}, {'per-channel' if options.per_channel else 'per-tensor'}) "
-        f"calibrated on {data.count} samples of {data.source}; {result.summary()}",
+        f"{how}; {result.summary()}",
         result.to_dict(),
     )
 
 
 def _build_fp16(
-    model: ModelFile, target: Path, card: ModelCard | None, budget: QualityBudget, check_data: Any
+    model: ModelFile,
+    target: Path,
+    card: ModelCard | None,
+    budget: QualityBudget,
+    check_data: Any,
+    roles: ModelRoles | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Convert ``model`` to FP16 at ``target`` (a cache's temporary path), checked; returns what was done, the check."""
     from edgerun.precision.checks import check_samples
     from edgerun.precision.guard import guard_fp16
 
-    result = guard_fp16(model, target, check_samples(model, card, check_data), budget, declared=_declared(card))
+    samples = check_samples(model, card, check_data, roles=roles)
+    result = guard_fp16(model, target, samples, budget, declared=_declared(card))
     return f"fp16 weights with fp32 inputs/outputs; {result.summary()}", result.to_dict()
 
 

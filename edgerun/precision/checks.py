@@ -24,6 +24,7 @@ from edgerun.specs import TensorSpec
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
     from edgerun.precision.calibration import CalibrationData
+    from edgerun.roles import ModelRoles
     from edgerun.runtime.modelfile import ModelFile
 
 _log = logging.getLogger("edgerun")
@@ -85,31 +86,45 @@ def check_samples(
     *,
     samples: int | None = None,
     seed: int = 0,
+    roles: ModelRoles | None = None,
 ) -> CheckSamples:
-    """Check samples for ``model``: ``data`` if given (path, arrays, `CalibrationData`), the card's, or random."""
+    """Check samples for ``model``: ``data`` if given (path, arrays, `CalibrationData`), the card's, or random
+    (shaped by ``roles``, default the model's: token ids within the vocabulary, constants at their value)."""
     if data is not None:
         return _from_data(model, card, data, samples, seed)
     if card is not None and card.check:
         source = (card.folder / card.check["source"]).resolve()
         found = _from_data(model, card, source, samples or card.check.get("samples"), seed)
         return CheckSamples(found.inputs, f"{card.name}'s check set ({card.check['source']})", False, found.batch_axes)
-    return random_samples(model, card, seed=seed)
+    return random_samples(model, card, seed=seed, roles=roles)
 
 
-def random_samples(model: ModelFile, card: ModelCard | None, *, seed: int = 0) -> CheckSamples:
-    """Seeded random inputs at the card's shapes (or the model's), with the note logged once."""
+def random_samples(
+    model: ModelFile, card: ModelCard | None, *, seed: int = 0, roles: ModelRoles | None = None
+) -> CheckSamples:
+    """Seeded random inputs at the card's shapes (or the model's), per ``roles`` (default the model's), noted once."""
     from edgerun.data.synthetic import random_feeds
 
-    shapes = {name: [RANDOM_COUNT, *dims[1:]] for name, dims in card.input_shapes.items()} if card else None
+    roles = roles or model.roles
+    axes = roles.batch_axes
+    shapes: dict[str, list[int]] | None = None
+    if card is not None:
+        shapes = {}
+        for name, dims in card.input_shapes.items():
+            sized = [int(d) for d in dims]
+            axis = axes.get(name, 0 if sized else None)
+            if axis is not None and axis < len(sized):
+                sized[axis] = RANDOM_COUNT
+            shapes[name] = sized
     try:
-        feeds = random_feeds(model.inputs, RANDOM_COUNT, shapes, seed=seed)
+        feeds = random_feeds(model.inputs, RANDOM_COUNT, shapes, seed=seed, roles=roles)
     except Exception as exc:  # free dimensions nobody named: nothing to run the check on
         raise CalibrationError(
             f"{model.path}: no check data, and random inputs need concrete input shapes ({exc}); "
             "give check data: load(..., check_data=...) or --data"
         ) from exc
     log_once(_log, logging.WARNING, f"{model.path.name}: {RANDOM_NOTE}")
-    return CheckSamples(feeds, f"seed {seed}", random=True)
+    return CheckSamples(feeds, f"seed {seed}", random=True, batch_axes={n: axes.get(n, 0) for n in feeds})
 
 
 def hold_out(calibration: CalibrationData) -> tuple[CalibrationData, CheckSamples | None]:
@@ -133,10 +148,10 @@ def _from_data(model: ModelFile, card: ModelCard | None, data: Any, samples: int
     if isinstance(data, CalibrationData):
         return CheckSamples(dict(data.samples), data.source, False, dict(data.batch_axes))
     if isinstance(data, (str, os.PathLike)):
-        from edgerun.data.preprocess import PreprocessSpec
+        from edgerun.data.files import parse_preprocess
         from edgerun.data.samples import load_samples
 
-        spec = PreprocessSpec.from_dict(card.preprocessing) if card is not None else None
+        spec = parse_preprocess(None, card.preprocessing if card is not None else None)  # {}: not an image model
         loaded = load_samples(data, model.inputs, preprocess=spec, samples=samples, seed=seed)
         return CheckSamples(loaded.inputs, loaded.source, False, dict(loaded.batch_axes))
     opened = open_calibration(data if not isinstance(data, Mapping) else dict(data), model.inputs, samples=samples)

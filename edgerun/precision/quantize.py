@@ -15,6 +15,7 @@ nothing was. All temporary files live in a temporary folder.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import inspect
 import io
 import logging
@@ -80,6 +81,8 @@ class QuantizeOptions:
     reduce_range: bool | None = None
     """7-bit weights against overflow in ``u8s8`` arithmetic on x86 without VNNI; None: decide
     from this CPU (only for target ``cpu``)."""
+    why: str = ""
+    """Why this mode was chosen (`auto_mode`), for the artifact's detail and manifest; not part of the key."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -187,6 +190,7 @@ def quantize(
             )
         else:
             subgraph_failure = _dynamic(prepared, prepared_path, quantized_path, options, excluded, source.path)
+        _sort_and_check(quantized_path, source.path, options.mode)
         coverage = _coverage(quantized_path)
         qdq, quantized, float_ops = coverage.qdq_nodes, coverage.quantized, coverage.float_ops
         note = _subgraph_note(coverage, options.mode, subgraph_failure)
@@ -222,6 +226,47 @@ def quantize(
         subgraph_quantized=coverage.subgraph_quantized,
         subgraph_float_ops=coverage.subgraph_float_ops,
     )
+
+
+def auto_mode(model: ModelFile, target: QdqLayout) -> tuple[Mode, str]:
+    """The INT8 mode that pays on ``target``, and why: ``dynamic`` for attention models on a CPU, else ``static``.
+
+    ONNX Runtime's guidance, measured in benchmarks/precision_text.py: on a CPU, dynamic quantization suits
+    transformer-style models whose compute is MatMul/Gemm with activations on both sides (Q @ K^T) and no
+    Conv; static Q/DQ suits CNNs (dynamic ran about 3x slower than FP32 on one).
+    """
+    import onnx
+
+    if target != "cpu":
+        return "static", f"target {target} runs Q/DQ models"
+    graph = onnx.load(str(model.path), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer} | {
+        n.output[0] for n in graph.node if n.op_type == "Constant" and n.output
+    }
+    ops: Counter[str] = Counter()
+    attention = 0
+
+    def walk(g: onnx.GraphProto) -> None:
+        nonlocal attention
+        for node in g.node:
+            ops[node.op_type] += 1
+            if node.op_type == "MatMul" and len(node.input) == 2 and not (set(node.input) & weights):
+                attention += 1
+            for sub in _subgraphs(node):
+                walk(sub)
+
+    walk(graph)
+    convs = ops["Conv"] + ops["ConvTranspose"]
+    matmuls = ops["MatMul"] + ops["Gemm"]
+    if convs:
+        return "static", f"{convs} Conv nodes: static Q/DQ is the mode that pays for convolutions on a CPU"
+    if attention and matmuls:
+        return "dynamic", (
+            f"automatic for target cpu: {matmuls} MatMul/Gemm, {attention} of them with activations on both sides "
+            "(attention) and no Conv: dynamic INT8, as ONNX Runtime advises for transformer-style models on CPUs "
+            "(benchmarks/precision_text.py); give quantization=QuantizeOptions(mode=...) to choose"
+        )
+    return "static", "no attention MatMul (activations on both sides): static Q/DQ"
 
 
 def prepare_for_int8(source: ModelFile, tmp: Path) -> onnx.ModelProto:
@@ -422,6 +467,84 @@ def _dynamic(
             raise ConversionError(f"{path}: onnxruntime dynamic quantization failed: {again}") from again
         return reason
     return None
+
+
+def _sort_and_check(path: Path, source: Path, mode: Mode) -> None:
+    """Re-sort the quantized graph counting names its subgraphs read from outside, then check it.
+
+    onnxruntime's quantizer sorts nodes by their explicit inputs only (``ONNXModel.topological_sort``),
+    so an ``If`` whose branches read another ``If``'s output can land before it (silero-vad's decoder):
+    onnxruntime still runs it, but the model is invalid ONNX. Raises ConversionError if it stays invalid.
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+    if _sort_graph(proto.graph):
+        _save(proto, path)
+    try:
+        onnx.checker.check_model(proto if proto.ByteSize() < 1_900_000_000 else str(path))
+    except Exception as exc:  # onnx raises ValidationError (and C++ errors) by check
+        first = " ".join(str(exc).split())[:300]
+        raise ConversionError(
+            f"{source}: onnxruntime's {mode} quantizer produced an invalid ONNX model ({first}); "
+            "keep the named nodes in float (--exclude) or use the fp32 model"
+        ) from exc
+
+
+def _outer_names(graph: onnx.GraphProto) -> set[str]:
+    """Names ``graph`` (and its own subgraphs) read without producing them: values of enclosing graphs."""
+    produced = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    produced |= {o for n in graph.node for o in n.output}
+    read: set[str] = set()
+    for node in graph.node:
+        read |= {name for name in node.input if name}
+        for sub in _subgraphs(node):
+            read |= _outer_names(sub)
+    return read - produced
+
+
+def _sort_graph(graph: onnx.GraphProto) -> bool:
+    """Order ``graph``'s nodes (and its subgraphs') after the producers of all they read, subgraphs' reads included.
+
+    The earliest ready node goes first, so a sorted graph stays as it is. True if anything moved.
+    """
+    nodes = list(graph.node)
+    changed = False
+    for node in nodes:
+        for sub in _subgraphs(node):
+            changed |= _sort_graph(sub)
+    needs = [
+        ({n for n in node.input if n} | {n for sub in _subgraphs(node) for n in _outer_names(sub)}) - {""}
+        for node in nodes
+    ]
+    producers: dict[str, list[int]] = {}
+    for index, node in enumerate(nodes):
+        for name in node.output:
+            producers.setdefault(name, []).append(index)
+    waiting = [sum(len(producers.get(n, ())) for n in wanted) for wanted in needs]
+    readers: dict[int, list[int]] = {}
+    for index, wanted in enumerate(needs):
+        for name in wanted:
+            for producer in producers.get(name, ()):
+                readers.setdefault(producer, []).append(index)
+    heap = [i for i, count in enumerate(waiting) if count == 0]
+    heapq.heapify(heap)
+    order: list[int] = []
+    placed = [False] * len(nodes)
+    while heap:  # Kahn's algorithm, the earliest ready node first (stable)
+        index = heapq.heappop(heap)
+        placed[index] = True
+        order.append(index)
+        for reader in readers.get(index, ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                heapq.heappush(heap, reader)
+    order += [i for i in range(len(nodes)) if not placed[i]]  # a cycle: left as it is, for the checker to name
+    if order != list(range(len(nodes))):
+        del graph.node[:]
+        graph.node.extend(nodes[i] for i in order)
+        changed = True
+    return changed
 
 
 @dataclass
