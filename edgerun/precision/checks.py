@@ -19,7 +19,7 @@ import numpy as np
 
 from edgerun.errors import CalibrationError
 from edgerun.logs import log_once
-from edgerun.specs import TensorSpec
+from edgerun.specs import TensorSpec, shape_symbols
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
@@ -31,6 +31,8 @@ _log = logging.getLogger("edgerun")
 
 RANDOM_COUNT = 8
 """Seeded random samples when there is no data at all."""
+RANDOM_SYMBOL_SIZE = 32
+"""Size of a free non-batch symbol (a sequence length) in random check inputs when nothing names it."""
 HELD_OUT_SHARE = 4
 """One calibration sample in this many is held apart for the check when nothing else exists."""
 RANDOM_NOTE = (
@@ -116,6 +118,11 @@ def random_samples(
             if axis is not None and axis < len(sized):
                 sized[axis] = RANDOM_COUNT
             shapes[name] = sized
+    covered = shapes is not None and all(spec.name in shapes for spec in model.inputs)
+    free = [] if covered else _free_symbols(model, axes)
+    if free:  # a sequence length nobody named: the check runs at a middling one and says so
+        shapes = {**(shapes or {}), **{symbol: [RANDOM_SYMBOL_SIZE] for symbol in free}}
+    note = "".join(f", {symbol}={RANDOM_SYMBOL_SIZE}" for symbol in free)
     try:
         feeds = random_feeds(model.inputs, RANDOM_COUNT, shapes, seed=seed, roles=roles)
     except Exception as exc:  # free dimensions nobody named: nothing to run the check on
@@ -124,7 +131,14 @@ def random_samples(
             "give check data: load(..., check_data=...) or --data"
         ) from exc
     log_once(_log, logging.WARNING, f"{model.path.name}: {RANDOM_NOTE}")
-    return CheckSamples(feeds, f"seed {seed}", random=True, batch_axes={n: axes.get(n, 0) for n in feeds})
+    return CheckSamples(feeds, f"seed {seed}{note}", random=True, batch_axes={n: axes.get(n, 0) for n in feeds})
+
+
+def _free_symbols(model: ModelFile, axes: Mapping[str, int | None]) -> list[str]:
+    """Named symbols of the inputs that are not on a batch axis (``sequence``), sorted."""
+    batch = {spec.shape[axis] for spec in model.inputs if (axis := axes.get(spec.name)) is not None
+             and axis < spec.rank}  # fmt: skip
+    return sorted(shape_symbols(model.inputs) - {d for d in batch if isinstance(d, str)})
 
 
 def hold_out(calibration: CalibrationData) -> tuple[CalibrationData, CheckSamples | None]:

@@ -479,7 +479,7 @@ def _sort_and_check(path: Path, source: Path, mode: Mode) -> None:
     import onnx
 
     proto = onnx.load(str(path))
-    if _sort_graph(proto.graph):
+    if sort_graph(proto.graph):
         _save(proto, path)
     try:
         onnx.checker.check_model(proto if proto.ByteSize() < 1_900_000_000 else str(path))
@@ -503,7 +503,7 @@ def _outer_names(graph: onnx.GraphProto) -> set[str]:
     return read - produced
 
 
-def _sort_graph(graph: onnx.GraphProto) -> bool:
+def sort_graph(graph: onnx.GraphProto) -> bool:
     """Order ``graph``'s nodes (and its subgraphs') after the producers of all they read, subgraphs' reads included.
 
     The earliest ready node goes first, so a sorted graph stays as it is. True if anything moved.
@@ -512,7 +512,7 @@ def _sort_graph(graph: onnx.GraphProto) -> bool:
     changed = False
     for node in nodes:
         for sub in _subgraphs(node):
-            changed |= _sort_graph(sub)
+            changed |= sort_graph(sub)
     needs = [
         ({n for n in node.input if n} | {n for sub in _subgraphs(node) for n in _outer_names(sub)}) - {""}
         for node in nodes

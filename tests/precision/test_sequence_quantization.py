@@ -13,7 +13,7 @@ import pytest
 import edgerun
 from edgerun.errors import CalibrationError
 from edgerun.precision.calibration import GroupedCalibrationData, open_calibration
-from edgerun.precision.quantize import _sort_graph
+from edgerun.precision.quantize import sort_graph
 from edgerun.runtime.modelfile import ModelFile
 from tests.sequence_models import constant_compare_model, text_classifier_model
 
@@ -90,8 +90,12 @@ def test_random_check_samples_follow_roles(tmp_path: Path) -> None:
     card = SimpleNamespace(input_shapes={"input_ids": [1, 16], "attention_mask": [1, 16]})
     samples = random_samples(model, card, roles=model.roles)  # type: ignore[arg-type]
     ids = samples.inputs["input_ids"]
+    assert ids.shape == (8, 16)
     assert ids.min() >= 0
     assert ids.max() < 1000
+    unnamed = random_samples(model, None, roles=model.roles)  # no card: the free sequence gets a size, said
+    assert unnamed.inputs["attention_mask"].shape == unnamed.inputs["input_ids"].shape == (8, 32)
+    assert "sequence=32" in unnamed.source
     path = tmp_path / "cmp.onnx"
     onnx.save(constant_compare_model(), str(path))
     compare = ModelFile.open(path)
@@ -115,9 +119,9 @@ def test_if_subgraph_reads_are_sorted() -> None:
         [info("x", onnx.TensorProto.FLOAT, [1]), info("c", onnx.TensorProto.BOOL, [])],
         [info("y", onnx.TensorProto.FLOAT, [1])],
     )
-    assert _sort_graph(main)
+    assert sort_graph(main)
     assert [n.name for n in main.node] == ["producer", "late_if"]
-    assert not _sort_graph(main)
+    assert not sort_graph(main)
 
 
 def test_silero_vad_int8_uses_its_card_calibration(cache: Path) -> None:
