@@ -42,7 +42,7 @@ qemu_cpu=${EDGERUN_ARM64_QEMU_CPU:-cortex-a72}
 export QEMU_CPU=$qemu_cpu
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-models=(ppocr-cls ppocr-det digits-teacher digits-student)
+models=(ppocr-cls ppocr-det digits-teacher digits-student silero-vad)
 app_uid=10001
 
 die() { echo "arm64-check: $*" >&2; exit 2; }

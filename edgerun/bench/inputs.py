@@ -20,9 +20,9 @@ import numpy as np
 
 from edgerun.data.preprocess import PreprocessSpec, is_image_path
 from edgerun.data.samples import image_files, load_samples, take
-from edgerun.data.synthetic import random_feeds
 from edgerun.errors import CalibrationError, ConfigError, InputError
 from edgerun.roles import ModelRoles
+from edgerun.runtime.synthetic import random_feeds
 from edgerun.specs import TensorSpec, shape_symbols
 
 if TYPE_CHECKING:
@@ -164,13 +164,6 @@ def input_source(session: Session, config: BenchConfig, rows: int, *, pool: int 
         include_preprocess=config.include_preprocess,
         seed=config.seed,
     )
-
-
-def bench_inputs(session: Session, config: BenchConfig) -> dict[str, np.ndarray]:
-    """The feeds of a bench run's first query, as ``config`` makes them for ``session``: what is timed."""
-    from edgerun.bench.scenarios import ScenarioRunner
-
-    return ScenarioRunner(session, config, 1.0).source.feeds(0)
 
 
 def data_source(

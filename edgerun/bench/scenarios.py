@@ -335,3 +335,8 @@ def fixed_batch(session: Session) -> int | None:
         first = next((spec.shape[0] for spec in session.inputs if spec.shape), None)
         return first if isinstance(first, int) else None
     return fixed
+
+
+def bench_inputs(session: Session, config: BenchConfig) -> dict[str, np.ndarray]:
+    """The feeds of a bench run's first query, as ``config`` makes them for ``session``: what is timed."""
+    return ScenarioRunner(session, config, 1.0).source.feeds(0)

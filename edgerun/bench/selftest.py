@@ -226,7 +226,7 @@ def sequence_feeds(
 ) -> list[dict[str, np.ndarray]]:
     """Fresh random inputs (a new seed per call) at the batch sizes of ``sequence``."""
     from edgerun.bench.scenarios import batched_shapes
-    from edgerun.data.synthetic import random_feeds
+    from edgerun.runtime.synthetic import random_feeds
 
     return [
         random_feeds(

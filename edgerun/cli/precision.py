@@ -131,8 +131,8 @@ def _load_data(
             )
     if labels is not None:
         raise ConfigError("--labels needs --data: the labels belong to data samples")
-    from edgerun.data.synthetic import random_feeds
     from edgerun.loading import model_roles
+    from edgerun.runtime.synthetic import random_feeds
 
     overrides: dict[str, Any] = dict(parse_shape_override(s) for s in shapes)
     count = samples or 64
@@ -220,7 +220,7 @@ def check_samples_from(
     roles = model_roles(model_file, card, None)
     if not shapes:
         return random_samples(model_file, card, seed=seed, roles=roles), calibration
-    from edgerun.data.synthetic import random_feeds
+    from edgerun.runtime.synthetic import random_feeds
     from edgerun.specs import parse_shape_override
 
     overrides = {name: [RANDOM_COUNT, *dims[1:]] for name, dims in map(parse_shape_override, shapes)}

@@ -105,7 +105,7 @@ def random_samples(
     model: ModelFile, card: ModelCard | None, *, seed: int = 0, roles: ModelRoles | None = None
 ) -> CheckSamples:
     """Seeded random inputs at the card's shapes (or the model's), per ``roles`` (default the model's), noted once."""
-    from edgerun.data.synthetic import random_feeds
+    from edgerun.runtime.synthetic import random_feeds
 
     roles = roles or model.roles
     axes = roles.batch_axes

@@ -722,8 +722,8 @@ def _validate(
     source: ModelFile, candidate: Path, output: Path, shapes: Mapping[str, Sequence[int]] | None
 ) -> tuple[float | None, dict[str, list[int]] | None]:
     """Load the converted model (fail = error) and, where shapes are known, compare it with FP32."""
-    from edgerun.data.synthetic import random_feeds
     from edgerun.runtime.reference import open_on_cpu
+    from edgerun.runtime.synthetic import random_feeds
 
     try:
         converted = open_on_cpu(candidate)

@@ -165,7 +165,7 @@ def observed_output_specs(
     they follow (``"?"`` if none), dims that stayed are fixed. A free axis of unknown size starts at
     ``default_size`` (None: raise InputError).
     """
-    from edgerun.data.synthetic import random_feeds
+    from edgerun.runtime.synthetic import random_feeds
 
     axes = _free_axes(inputs, roles)
     first = _base_sizes(inputs, axes, shapes, default_size)

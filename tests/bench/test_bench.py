@@ -12,8 +12,8 @@ from edgerun.bench.config import BenchConfig
 from edgerun.bench.inputs import data_source
 from edgerun.bench.result import BenchResult
 from edgerun.bench.runner import benchmark, time_calls
-from edgerun.data.synthetic import random_feeds
 from edgerun.runtime.device import DeviceProfile
+from edgerun.runtime.synthetic import random_feeds
 from edgerun.specs import TensorSpec, parse_shape_override
 from edgerun.stats import LatencyStats
 

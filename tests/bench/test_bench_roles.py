@@ -12,9 +12,8 @@ import pytest
 import edgerun
 from edgerun.bench.config import BenchConfig
 from edgerun.bench.files import csv_row, markdown
-from edgerun.bench.inputs import bench_inputs
 from edgerun.bench.runner import benchmark
-from edgerun.bench.scenarios import ScenarioRunner
+from edgerun.bench.scenarios import ScenarioRunner, bench_inputs
 from edgerun.bench.schema import load_result_file
 from edgerun.runtime.device import DeviceProfile
 

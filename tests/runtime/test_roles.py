@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import edgerun
-from edgerun.data.synthetic import random_feeds
 from edgerun.errors import ConfigError, InputError
 from edgerun.roles import batch_symbol, parse_input_option, shape_roles
 from edgerun.runtime.modelfile import ModelFile
+from edgerun.runtime.synthetic import random_feeds
 from edgerun.specs import TensorSpec
 
 from .. import sequence_models as sm

@@ -12,9 +12,9 @@ import pytest
 
 import edgerun
 from edgerun import models
-from edgerun.data.synthetic import random_feeds
 from edgerun.loading import model_roles
 from edgerun.runtime.modelfile import ModelFile
+from edgerun.runtime.synthetic import random_feeds
 
 
 def raw_session(path: Path, threads: int) -> ort.InferenceSession:

@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from edgerun.errors import BackendError, SessionClosedError
+from edgerun.roles import shape_roles
 from edgerun.runtime.session import Session
 from edgerun.specs import TensorSpec
 from edgerun.trt import backend as trt_backend
@@ -518,7 +519,8 @@ def test_close_releases_contexts_engine_and_runtime_without_gc(rig: Rig) -> None
 def test_a_closed_session_holds_no_reference_to_its_backend(rig: Rig) -> None:
     backend = rig.open()
     plan = types.SimpleNamespace(backend="tensorrt", device="cuda:0")
-    session = Session(rig.model, plan, backend)  # type: ignore[arg-type]
+    roles = shape_roles(rig.model.inputs, rig.model.outputs)
+    session = Session(rig.model, plan, backend, roles=roles)  # type: ignore[arg-type]
     x = feeds(1, 0)["x"]
     session.run(x)
     session.run(x)  # the fast path through the bound run_single

@@ -10,7 +10,7 @@ import pytest
 import edgerun
 from edgerun.bench.scenarios import batched_shapes
 from edgerun.bench.selftest import judge
-from edgerun.data.synthetic import random_feeds
+from edgerun.runtime.synthetic import random_feeds
 
 
 def _gpu_skip_reason() -> str | None:
