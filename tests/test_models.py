@@ -101,3 +101,22 @@ def test_ppocr_preprocessing_matches_paddleocr_reference() -> None:
     padded = np.zeros((3, 48, 192), np.float32)
     padded[:, :, :resized_w] = reference
     np.testing.assert_allclose(spec.apply(image), padded, atol=1e-6)
+
+
+def test_every_bundled_file_is_in_the_package_data() -> None:
+    """A file under edgerun/models/ that no package-data glob matches would be missing from the wheel."""
+    import re
+
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    line = re.search(r'^"edgerun\.models" = \[(.*)\]$', pyproject, re.MULTILINE)
+    assert line is not None, "pyproject.toml names no package data for edgerun.models"
+    globs = [re.escape(g).replace(r"\*", "[^/]*") for g in re.findall(r'"([^"]+)"', line.group(1))]  # * stops at /
+    root = models.card(models.DEFAULT).folder.parent
+    missing = [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file()
+        and path.suffix not in (".py", ".pyc")
+        and not any(re.fullmatch(g, path.relative_to(root).as_posix()) for g in globs)
+    ]
+    assert not missing, f"not in pyproject's package data (so not in a wheel): {missing}"
