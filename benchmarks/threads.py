@@ -29,8 +29,8 @@ from rich.table import Table
 import edgerun
 from edgerun.bench.runner import time_calls
 from edgerun.bench.scenarios import batched_shapes
-from edgerun.runtime.synthetic import random_feeds
 from edgerun.runtime.defaults import DeviceDefaults
+from edgerun.runtime.synthetic import random_feeds
 from edgerun.stats import LatencyStats
 
 
