@@ -115,11 +115,11 @@ def _recorded_check(model_file: ModelFile, plan: Plan, card: ModelCard | None) -
     """The precision guard's check of the converted model this plan runs, if a load already made it."""
     if plan.precision == model_file.precision:
         return None
+    from edgerun.loading import auto_quantization
     from edgerun.precision.artifacts import cached_check
-    from edgerun.precision.quantize import QuantizeOptions
 
-    layout = registered()[plan.backend].capabilities.qdq_layout(plan.device)
-    return cached_check(model_file, plan.precision, card=card, quantization=QuantizeOptions(target=layout))
+    quantization = auto_quantization(model_file, plan, registered()[plan.backend])  # load's mode: dynamic or static
+    return cached_check(model_file, plan.precision, card=card, quantization=quantization)
 
 
 def roles_dict(roles: ModelRoles) -> dict[str, Any]:

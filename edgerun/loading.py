@@ -23,6 +23,7 @@ _log = logging.getLogger("edgerun")
 
 if TYPE_CHECKING:
     from edgerun.models import ModelCard
+    from edgerun.precision.quantize import QuantizeOptions
     from edgerun.roles import ModelRoles
     from edgerun.runtime.backends.base import BackendEntry
     from edgerun.runtime.device import DeviceProfile
@@ -114,6 +115,18 @@ def model_roles(model_file: ModelFile, card: ModelCard | None, given: Mapping[st
     return roles
 
 
+def auto_quantization(model_file: ModelFile, plan: Plan, entry: BackendEntry) -> QuantizeOptions:
+    """The quantization ``load`` uses when none is given: the backend's Q/DQ layout, in the mode that pays there.
+
+    `edgerun info` uses it too, to look up the same cached version.
+    """
+    from edgerun.precision.quantize import QuantizeOptions, auto_mode
+
+    target = entry.capabilities.qdq_layout(plan.device)
+    mode, why = auto_mode(model_file, target) if plan.precision == "int8" else ("static", "")
+    return QuantizeOptions(target=target, mode=mode, why=why if mode == "dynamic" else "")
+
+
 def _converted(
     model_file: ModelFile,
     plan: Plan,
@@ -131,15 +144,10 @@ def _converted(
     from edgerun.errors import ConversionError
     from edgerun.precision.artifacts import precision_artifact
     from edgerun.precision.guard import QualityCheckError
-    from edgerun.precision.quantize import QuantizeOptions
     from edgerun.runtime.modelfile import ModelFile
 
     if quantization is None:  # shape the Q/DQ model for what will run it, in the mode that pays there
-        from edgerun.precision.quantize import auto_mode
-
-        target = entry.capabilities.qdq_layout(plan.device)
-        mode, why = auto_mode(model_file, target) if plan.precision == "int8" else ("static", "")
-        quantization = QuantizeOptions(target=target, mode=mode, why=why if mode == "dynamic" else "")
+        quantization = auto_quantization(model_file, plan, entry)
     try:
         artifact = precision_artifact(
             model_file,

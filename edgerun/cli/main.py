@@ -144,7 +144,7 @@ def run(
             "backend": session.backend,
             "plan": session.plan.to_dict(),
             "inputs": {name: list(array.shape) for name, array in feeds.items()},
-            "outputs": summarize_outputs(outputs, top, labels),
+            "outputs": summarize_outputs(outputs, top, labels, session.roles.output_axes),
         }
     if as_json:
         emit_json(report)

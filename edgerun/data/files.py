@@ -95,13 +95,19 @@ def _with_batch_axis(array: np.ndarray, spec: TensorSpec | None) -> np.ndarray:
     return array
 
 
-def summarize_outputs(outputs: Mapping[str, np.ndarray], top: int, labels: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Per output: shape, dtype and, per sample, the ``top`` largest values with labels."""
+def summarize_outputs(
+    outputs: Mapping[str, np.ndarray],
+    top: int,
+    labels: Sequence[str] = (),
+    axes: Mapping[str, int | None] | None = None,
+) -> list[dict[str, Any]]:
+    """Per output: shape, dtype and, per sample along its batch axis (``axes``, default 0; None: one
+    sample), the ``top`` largest values with labels; ``index`` is flat over the other axes."""
     summary = []
     for name, array in outputs.items():
         entry: dict[str, Any] = {"name": name, "shape": list(array.shape), "dtype": str(array.dtype), "top": []}
         if array.size and array.dtype.kind in "fiub":
-            rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(1, -1)
+            rows = _per_sample(array, (axes or {}).get(name, 0))
             label_fits = len(labels) == rows.shape[1]
             for row in rows:
                 order = np.argsort(-row.astype(np.float64), kind="stable")[:top]
@@ -117,6 +123,13 @@ def summarize_outputs(outputs: Mapping[str, np.ndarray], top: int, labels: Seque
                 )
         summary.append(entry)
     return summary
+
+
+def _per_sample(array: np.ndarray, axis: int | None) -> np.ndarray:
+    """``array`` as [samples, values]: one row per index of the batch ``axis`` (one row if None or 1-D)."""
+    if array.ndim <= 1 or axis is None or not -array.ndim <= axis < array.ndim:
+        return array.reshape(1, -1)
+    return np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
 
 
 def parse_preprocess(path: str | os.PathLike[str] | None, card_spec: Mapping[str, Any] | None) -> PreprocessSpec | None:

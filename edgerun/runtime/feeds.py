@@ -2,24 +2,31 @@
 
 Built once per session from the specs, so a call costs a few attribute checks per input.
 Mistakes become an `InputError` that names the tensor, what was expected and what was given;
-arrays that are merely inconvenient (non-contiguous, read-only, lists) are accepted.
+arrays that are merely inconvenient (non-contiguous, read-only, lists) are accepted. Token-id inputs
+are also checked against their vocabulary on every call (one min and max each): ONNX Runtime's
+Gather rejects ids past the table with a raw error and silently wraps negative ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgerun.errors import InputError
 from edgerun.specs import UNNAMED_DIM, TensorSpec
 
+if TYPE_CHECKING:
+    from edgerun.roles import ModelRoles
+
+_TokenDomain = tuple[str, float, float, "np.dtype[Any] | None"]
+
 
 class FeedValidator:
     """Turns user feeds into a ``{name: C-contiguous ndarray}`` dict the backend can bind."""
 
-    def __init__(self, specs: tuple[TensorSpec, ...], source: str) -> None:
+    def __init__(self, specs: tuple[TensorSpec, ...], source: str, roles: ModelRoles | None = None) -> None:
         self._specs = specs
         self._source = source
         self._names = frozenset(s.name for s in specs)
@@ -35,6 +42,8 @@ class FeedValidator:
             for spec in specs
         )
         self._has_symbols = any(check[4] for check in self._checks)
+        self._token_ids = _token_domains(specs, roles)
+        """(name, low, high, unsigned view) of each token-id input with a known vocabulary, checked every call."""
         self._accepted: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...] = ()
         """Names, dtypes and shapes of the last feeds that passed the full check."""
         self.accepted_array: tuple[tuple[int, ...], np.dtype[Any]] | None = None
@@ -45,12 +54,48 @@ class FeedValidator:
         if type(feeds) is np.ndarray and self._single is not None:
             feeds = {self._single: feeds}
         if type(feeds) is dict and self._same_as_accepted(feeds):
+            if self._token_ids:
+                self._check_token_ids(feeds)
             return feeds
         checked = self._check(feeds)
+        if self._token_ids:
+            self._check_token_ids(checked)
         self._accepted = tuple((name, array.dtype, array.shape) for name, array in checked.items())
-        if self._single is not None:
+        if self._single is not None and not self._token_ids:
+            # Session.run's one-array path skips this validator, so only models without token ids get it.
             self.accepted_array = (self._accepted[0][2], self._accepted[0][1])
         return checked
+
+    def _check_token_ids(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Raise InputError for the first id outside [low, high), naming its value and position."""
+        for name, low, high, unsigned in self._token_ids:
+            array = feeds[name]
+            if array.size == 0:
+                continue
+            if unsigned is not None:
+                # One reduction: seen as unsigned, a negative id is larger than any vocabulary.
+                if array.view(unsigned).max() < high:
+                    continue
+            elif array.min() >= low and array.max() < high:
+                continue
+            outside = (array < low) | (array >= high)
+            position = tuple(int(i) for i in np.unravel_index(int(np.argmax(outside)), array.shape))
+            value = array[position]
+            count = int(np.count_nonzero(outside))
+            vocabulary = f"token ids in [{_num(low)}, {_num(high)}) (vocabulary of {_num(high - low)})"
+            if value >= high:
+                why = "past the end of the embedding table"
+            elif value < 0:
+                why = "ONNX Runtime would silently read a row counted from the end"
+            else:
+                why = "below the vocabulary"
+            raise InputError(
+                f"{self._source}: input '{name}' expects {vocabulary}, got {value} at position {list(position)}"
+                f" ({count} id{'s' if count > 1 else ''} outside; {why})",
+                tensor=name,
+                expected=vocabulary,
+                got=f"{value} at position {list(position)}",
+            )
 
     def forget(self) -> None:
         """Drop the remembered feeds, so the next call gets the full check."""
@@ -160,3 +205,25 @@ class FeedValidator:
             expected=expected,
             got=got,
         )
+
+
+def _token_domains(specs: tuple[TensorSpec, ...], roles: ModelRoles | None) -> tuple[_TokenDomain, ...]:
+    """(name, low, high, unsigned view) for each token-id input whose vocabulary size is known.
+
+    The unsigned view (signed ints from 0 only) lets one max() catch negative ids as well.
+    """
+    if roles is None:
+        return ()
+    dtypes = {s.name: s.dtype for s in specs}
+    domains = []
+    for role in roles.inputs:
+        if role.role != "token_ids" or role.high is None or role.name not in dtypes:
+            continue
+        low, dtype = role.low or 0, dtypes[role.name]
+        unsigned = np.dtype(dtype.str.replace("i", "u")) if low == 0 and dtype.kind == "i" else None
+        domains.append((role.name, low, role.high, unsigned))
+    return tuple(domains)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -71,7 +71,7 @@ class Session:
         self._reopen = reopen
         self.label = card.name if card else model.path.name
         """How messages name this model: the bundled name, else the file name."""
-        self.validate = FeedValidator(model.inputs, self.label)
+        self.validate = FeedValidator(model.inputs, self.label, self.roles)
         """Checks feeds against the model's inputs (also what the batcher checks each request with)."""
         self.output_mismatches: tuple[OutputMismatch, ...] = ()
         self._outputs_checked = False
