@@ -217,7 +217,7 @@ def int8_attempt(
     lines += [f"  reason: {r}" for r in plan.reasons]
     lines += [f"  warning: {w.message}" for w in caught]
     lines += [f"  log: {r.getMessage()}" for r in records]
-    lines.append(table_row("  int8 session (all clips)", scores(int8 >= THRESHOLD, labels)))
+    lines.append(table_row(f"  {plan.precision} session (all clips)", scores(int8 >= THRESHOLD, labels)))
     agree = float(np.mean((int8 >= THRESHOLD) == (fp32 >= THRESHOLD)))
     lines.append(f"  frame decisions equal to fp32: {agree:.4f} ({round(agree * fp32.size)}/{fp32.size})")
     lines.append(f"  max |p_int8 - p_fp32|: {float(np.max(np.abs(int8 - fp32))):.4f}")

@@ -102,7 +102,7 @@ def model_report(
             model_file, profile, device=device, backend=backend, precision=as_precision(precision), options=options
         )
         report["plan"] = plan.to_dict()
-        report["plan"]["quality"] = _recorded_check(model_file, plan, card)
+        report["plan"]["quality"] = _recorded_check(model_file, plan, card, roles)
         report["plan"]["converted"] = plan.precision != model_file.precision
         report["plan_error"] = None
     except EdgerunError as exc:  # the model is fine; say why it cannot run here
@@ -111,7 +111,9 @@ def model_report(
     return report
 
 
-def _recorded_check(model_file: ModelFile, plan: Plan, card: ModelCard | None) -> dict[str, Any] | None:
+def _recorded_check(
+    model_file: ModelFile, plan: Plan, card: ModelCard | None, roles: ModelRoles
+) -> dict[str, Any] | None:
     """The precision guard's check of the converted model this plan runs, if a load already made it."""
     if plan.precision == model_file.precision:
         return None
@@ -119,7 +121,7 @@ def _recorded_check(model_file: ModelFile, plan: Plan, card: ModelCard | None) -
     from edgerun.precision.artifacts import cached_check
 
     quantization = auto_quantization(model_file, plan, registered()[plan.backend])  # load's mode: dynamic or static
-    return cached_check(model_file, plan.precision, card=card, quantization=quantization)
+    return cached_check(model_file, plan.precision, card=card, quantization=quantization, roles=roles)
 
 
 def roles_dict(roles: ModelRoles) -> dict[str, Any]:

@@ -30,7 +30,13 @@ Written (deterministic for a given seed and espeak-ng version, recorded in the f
   streaming the clip from its start), ``sr`` int64 scalar 16000;
 - ``edgerun/models/silero-vad/calibration/calib.npz``: `CALIB_WINDOWS` INT8 calibration inputs laid
   out like the check set, drawn evenly over every clip's frames (speech and not, as they occur) with
-  the check set's frames left out, so calibration and check never share a chunk.
+  the check set's frames left out, so calibration and check never share a chunk;
+- ``edgerun/models/silero-vad/check/streams.npz``: the guard's check streams (errors that compound
+  through the state show only over a stream): `STREAM_CONDITIONS` further clips of `STREAM_FRAMES`
+  x 512 samples, one sentence each from `STREAM_SENTENCES` (none of the eval set's) with its own seed
+  (seed + 3), cut as the streaming protocol does: ``stream_input`` float32 [steps, streams, 576]
+  (the last 64 samples of the previous chunk, zeros at the start, then 512 new ones); every stream
+  starts from zero state, and ``sr`` comes from the card's constant.
 
     python scripts/make_vad_eval.py                      # (re)write all three files
     python scripts/make_vad_eval.py --calibration-only   # only calib.npz, from the eval set on disk
@@ -87,6 +93,10 @@ SENTENCES = [
     "Nobody heard the phone ring.",
     "Keep the receipt for later.",
 ]
+STREAM_FRAMES = 80
+STREAM_SENTENCES = ["Switch off the lights tonight.", "Where did you park the blue car?", "Open the door slowly."]
+STREAM_VOICES = [("en-us+m3", 150), ("en-gb+f3", 165), ("en-029+m1", 175)]
+STREAM_CONDITIONS: list[tuple[str, float]] = [("white", 10.0), ("pink", 5.0), ("pink", 15.0)]
 VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb+m3", "en-029", "en-us+m1", "en-gb-scotland", "en-gb+f2"]
 SPEEDS = [140, 150, 160, 170, 180]
 
@@ -195,6 +205,35 @@ def stream_states(session: object, clip: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.stack(windows), np.stack(states)
 
 
+def make_streams(rng: np.random.Generator) -> np.ndarray:
+    """``stream_input`` [steps, streams, 576]: the check streams' clips, chunked with their context."""
+    length = STREAM_FRAMES * CHUNK
+    chunks = []
+    for text, (voice, speed), (kind, snr) in zip(STREAM_SENTENCES, STREAM_VOICES, STREAM_CONDITIONS, strict=True):
+        speech = synthesize(text, voice, speed)
+        speech = speech / np.max(np.abs(speech)) * rng.uniform(0.3, 0.7)
+        clean = np.concatenate([np.zeros(int(rng.uniform(0.2, 0.5) * RATE)), speech])
+        if len(clean) > length:
+            raise SystemExit(f"stream '{text}': {len(clean) / RATE:.2f} s does not fit {length / RATE:.2f} s")
+        clean = np.concatenate([clean, np.zeros(length - len(clean))])
+        labels = frame_labels(clean)
+        level = np.mean(clean.reshape(-1, CHUNK)[labels == 1] ** 2)
+        noisy = clean + noise(kind, length, rng) * np.sqrt(level / 10 ** (snr / 10))
+        samples = np.clip(np.round(noisy * 32767), -32768, 32767).astype(np.int16).astype(np.float32) / 32768
+        frames = samples.reshape(STREAM_FRAMES, CHUNK)
+        context = np.concatenate([np.zeros((1, CONTEXT), np.float32), frames[:-1, -CONTEXT:]])
+        chunks.append(np.concatenate([context, frames], axis=1))
+    return np.stack(chunks, axis=1).astype(np.float32)
+
+
+def write_streams(seed: int) -> None:
+    """``check/streams.npz``: the guard's check streams (module doc), from their own seed."""
+    streams = make_streams(np.random.default_rng(seed + 3))
+    path = FOLDER / "check" / "streams.npz"
+    np.savez_compressed(path, stream_input=streams)
+    print(f"wrote {path} ({path.stat().st_size} bytes): stream_input {list(streams.shape)}")
+
+
 def check_picks(labels: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int]]:
     """(clip, frame) of the check windows: half speech, half not, by label."""
     picks: list[tuple[int, int]] = []
@@ -284,6 +323,7 @@ def main() -> int:
     np.savez_compressed(check_path, **check)
     print(f"wrote {check_path} ({check_path.stat().st_size} bytes): input {list(check['input'].shape)}")
     write_calibration(audio, labels, args.seed)
+    write_streams(args.seed)
     return 0
 
 

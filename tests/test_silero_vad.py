@@ -92,3 +92,14 @@ def test_check_set_runs_with_state_batched_on_axis_1() -> None:
     assert probability.shape == (count, 1)
     assert state.shape == (2, count, 128)
     assert 0.2 <= float(np.mean(probability >= 0.5)) <= 0.8, "half the windows are speech"
+
+
+def test_int8_is_judged_over_the_check_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Static INT8 drifts over a stream (decisions differ on several % of frames): refused, FP32 runs."""
+    monkeypatch.setenv("EDGERUN_CACHE_DIR", str(tmp_path))
+    with edgerun.load("silero-vad", precision="int8") as session:
+        plan = session.plan
+    assert plan.precision == "fp32"
+    assert any("3 streams x 80 steps" in f for f in plan.fallbacks)
+    assert plan.quality is not None
+    assert plan.quality["stream_steps"] == 240

@@ -284,12 +284,17 @@ def run_all(
     batch_size: int,
     batch_axes: Mapping[str, int | None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Outputs for every sample, run in batches (one at a time unless every input batches on axis 0);
-    samples lie along each input's batch axis (``batch_axes``: default 0; None for constants)."""
-    axes = batch_axes or {}
-    batched = [s for s in session.inputs if axes.get(s.name, 0) is not None]
-    step = batch_size if all(s.has_dynamic_batch and axes.get(s.name, 0) == 0 for s in batched) else 1
-    return run_in_chunks(session.run, inputs, axes, step, "the data")
+    """Outputs for every sample, run in batches (one at a time unless every input takes any batch on its
+    batch axis); samples lie along each input's batch axis (``batch_axes``: default the session's roles;
+    None for constants) and along axis 0 of every output."""
+    axes = {**session.roles.batch_axes, **(batch_axes or {})}
+    dynamic = all(
+        axis < spec.rank and isinstance(spec.shape[axis], str)
+        for spec in session.inputs
+        if (axis := axes.get(spec.name, 0)) is not None
+    )
+    step = batch_size if dynamic else 1
+    return run_in_chunks(session.run, inputs, axes, step, "the data", session.roles.output_axes)
 
 
 def compare(

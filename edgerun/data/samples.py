@@ -126,13 +126,18 @@ def run_in_chunks(
     axes: Mapping[str, int | None],
     step: int,
     source: str,
+    output_axes: Mapping[str, int | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every output of ``run`` over all samples, ``step`` samples per call along each input's batch axis,
-    joined along axis 0 (how comparisons line up the reference's outputs with a candidate's)."""
+    with each output's batch axis (``output_axes``: ``stateN [2, batch, 128]`` keeps it on axis 1) moved
+    first and joined there: samples along axis 0, how comparisons line up a reference with a candidate."""
     parts: dict[str, list[np.ndarray]] = {}
+    moved = {name: axis for name, axis in (output_axes or {}).items() if axis}
     for start in range(0, sample_count(inputs, axes, source), step):
         for name, value in run(take(inputs, axes, slice(start, start + step))).items():
-            parts.setdefault(name, []).append(np.asarray(value))
+            array = np.asarray(value)
+            axis = moved.get(name)
+            parts.setdefault(name, []).append(np.moveaxis(array, axis, 0) if axis and axis < array.ndim else array)
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 

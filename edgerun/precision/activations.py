@@ -62,9 +62,11 @@ def run_model(
     inputs: Mapping[str, np.ndarray],
     label: str,
     axes: Mapping[str, int | None] | None = None,
+    output_axes: Mapping[str, int | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """All outputs for every sample: the whole batch at once, or one sample per call for models that fix
-    their batch; samples lie along each input's batch axis (``axes``; default 0, None for constants)."""
+    their batch; samples lie along each input's batch axis (``axes``; default 0, None for constants), and
+    along axis 0 of every output (each ``output_axes`` batch axis moved first)."""
     from edgerun.data.samples import run_in_chunks, sample_count
 
     axes = axes or {}
@@ -79,7 +81,7 @@ def run_model(
         except Exception as exc:
             raise ConversionError(f"{label}: running the model on the check samples failed: {exc}") from exc
 
-    return run_in_chunks(run, inputs, axes, step, label)
+    return run_in_chunks(run, inputs, axes, step, label, output_axes)
 
 
 def activation_stats(

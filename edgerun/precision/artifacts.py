@@ -105,13 +105,14 @@ def cached_check(
     card: ModelCard | None = None,
     quantization: QuantizeOptions | None = None,
     folder: Path | None = None,
+    roles: ModelRoles | None = None,
 ) -> dict[str, Any] | None:
     """The guard's recorded check of the cached ``precision`` version (default settings), without building one.
 
     None when no such version was made yet (the first ``load`` makes and checks it); `edgerun info` shows it.
     """
     try:
-        spot = _locate(model, precision, card, None, quantization, folder, None, None)
+        spot = _locate(model, precision, card, None, quantization, folder, None, None, roles)
     except UnsupportedPrecisionError:  # INT8 without calibration data: nothing to look up
         return None
     for path in (spot.entry, spot.entry.with_suffix(".verdict")):
@@ -158,8 +159,10 @@ def _locate(
     source: Any = None
     samples: int | None = None
     if precision == "int8":
-        source, samples = _calibration_source(model, card, calibration, roles)
-        settings.update(quantization.key(), calibration=_fingerprint(source), samples=samples)
+        if quantization.mode != "dynamic" or calibration is not None or (card is not None and card.calibration):
+            source, samples = _calibration_source(model, card, calibration, roles)
+        fingerprint = _fingerprint(source) if source is not None else None  # None: dynamic, no calibration
+        settings.update(quantization.key(), calibration=fingerprint, samples=samples)
     elif precision == "fp16":
         if check_data is None and calibration is not None:  # FP16 needs no calibration: the data checks it
             check_data = calibration
@@ -190,12 +193,21 @@ def resolve_budget(precision: str, budget: QualityBudget | Mapping[str, float] |
 
 def _check_data_once(check_data: Any, model: ModelFile, roles: ModelRoles | None = None) -> Any:
     """In-memory check data (arrays, a dict, feed dicts) read once, along each input's batch axis: it is both
-    hashed for the key and checked on. Paths, `CalibrationData` and `CheckSamples` stay as they are."""
+    hashed for the key and checked on. Paths, `CalibrationData` and `CheckSamples` stay as they are; a dict
+    with ``stream_<input>`` arrays (check streams of a stateful model) becomes `CheckSamples` with streams."""
     from edgerun.precision.calibration import CalibrationData, open_calibration
+    from edgerun.precision.checks import STREAM_PREFIX, stream_samples
 
     if check_data is None or isinstance(check_data, (str, os.PathLike, CalibrationData, CheckSamples)):
         return check_data
-    return open_calibration(check_data, model.inputs, roles=roles or model.roles)
+    roles = roles or model.roles
+    if isinstance(check_data, Mapping) and any(str(k).startswith(STREAM_PREFIX) for k in check_data):
+        rest = {k: v for k, v in check_data.items() if not str(k).startswith(STREAM_PREFIX)}
+        given = {k[len(STREAM_PREFIX) :]: v for k, v in check_data.items() if str(k).startswith(STREAM_PREFIX)}
+        opened = open_calibration(rest, model.inputs, roles=roles)
+        single = CheckSamples(dict(opened.samples), opened.source, False, dict(opened.batch_axes))
+        return single.with_streams(stream_samples(given, model, roles, "the given check streams", single))
+    return open_calibration(check_data, model.inputs, roles=roles)
 
 
 def _check_fingerprint(card: ModelCard | None, check_data: Any) -> Any:
@@ -205,7 +217,10 @@ def _check_fingerprint(card: ModelCard | None, check_data: Any) -> Any:
             return _fingerprint(check_data)
         return check_data.fingerprint() if isinstance(check_data, CheckSamples) else check_data.sha256
     if card is not None and card.check:
-        return ["card", card.check, _fingerprint(card.folder / card.check["source"])]
+        found = ["card", card.check, _fingerprint(card.folder / card.check["source"])]
+        if card.check.get("streams"):  # the stateful model's check streams (a second file)
+            found.append(_fingerprint(card.folder / card.check["streams"]))
+        return found
     return "held out from calibration, or random"
 
 
@@ -268,18 +283,21 @@ def _build_int8(
     from edgerun.precision.checks import check_samples, hold_out
     from edgerun.precision.guard import guard_int8
 
-    if isinstance(source, CalibrationData):
+    data: CalibrationData | None
+    if source is None:  # dynamic INT8 without calibration data: activation ranges are computed per call
+        data = None
+    elif isinstance(source, CalibrationData):
         data = source
     else:
         spec = parse_preprocess(None, card.preprocessing if card is not None else None)  # {}: not an image model
         data = open_calibration(source, model.inputs, preprocess=spec, samples=samples)
-    if check_data is not None or (card is not None and card.check):
+    if data is None or check_data is not None or (card is not None and card.check):
         check = check_samples(model, card, check_data, roles=roles)
     else:
         data, held = hold_out(data)
         check = held or check_samples(model, card, data, roles=roles)
     result = guard_int8(model, target, data, check, options, budget, declared=_declared(card))
-    if options.mode == "dynamic":
+    if options.mode == "dynamic" or data is None:  # no data: dynamic, as _locate allows only then
         how = f"int8 dynamic (weights INT8, activation ranges per call; {options.why or 'as asked'})"
     else:
         how = (

@@ -5,6 +5,12 @@ task-aware metrics of `edgerun.quality` (per output and per feature slice, top-1
 detections kept) are held to a `QualityBudget`. A model that misses it gets nodes kept in
 FP32 (`edgerun.precision.mixed`, starting from the culprits measured ranges name); if no mix
 meets the budget the result says so and the caller falls back to FP32 with that reason.
+
+A stateful model whose check data carries streams (`edgerun.precision.checks`, `StreamSamples`) is
+also run over them, FP32 and candidate each carrying its own state step after step, and the data
+outputs of every step are held to the same budget: a single step from a real state never shows
+errors that compound through the recurrent state. Every probe of the mixing search runs both
+checks, so a mix must pass both.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 
 from edgerun.errors import ConversionError, UnsupportedPrecisionError
 from edgerun.precision.activations import TensorStats, activation_stats, open_session, run_model
-from edgerun.precision.checks import CheckSamples
+from edgerun.precision.checks import CheckSamples, StreamSamples, run_streams
 from edgerun.precision.culprits import Culprit, fp16_culprits, int8_culprits
 from edgerun.precision.emulate import rounded_twin
 from edgerun.precision.mixed import MAX_KEPT_SHARE, MAX_PROBES, Probe, find_mix
@@ -32,6 +38,7 @@ from edgerun.storage import atomic_path
 
 if TYPE_CHECKING:
     import onnx
+    import onnxruntime
 
     from edgerun.precision.calibration import CalibrationData
     from edgerun.precision.quantize import QuantizeOptions, QuantizeResult
@@ -79,6 +86,14 @@ class GuardResult:
     seconds: float
     quantization: QuantizeResult | None = None
     """For INT8, the quantizer's account of the model written (what it quantized, its calibration cache)."""
+    streams: str | None = None
+    """The stream check's data (``3 streams x 180 steps of ...``); None when only single steps were checked."""
+    stream_steps: int = 0
+    """Streams x steps judged by the stream check (its samples)."""
+    stream_before: tuple[OutputQuality, ...] = ()
+    """The stream check of the plain conversion (data outputs over every step)."""
+    stream_after: tuple[OutputQuality, ...] = ()
+    """The stream check of the model returned."""
 
     @property
     def changed(self) -> bool:
@@ -92,9 +107,13 @@ class GuardResult:
             names = ", ".join(k.name for k in self.kept[:4]) + (", ..." if len(self.kept) > 4 else "")
             kept += f" ({names})"
         verdict = "passed" if self.passed else "FAILED: " + "; ".join(self.violations)
+        streamed = ""
+        if self.streams is not None:
+            streamed = f" and {self.streams}"
+        over = f"; over the streams: {describe_quality(self.stream_after)}" if self.stream_after else ""
         return (
-            f"{self.precision} checked against fp32 on {self.samples}: {verdict}; {kept}; "
-            f"{describe_quality(self.after)}; {len(self.probes)} probe{'s' if len(self.probes) != 1 else ''}, "
+            f"{self.precision} checked against fp32 on {self.samples}{streamed}: {verdict}; {kept}; "
+            f"{describe_quality(self.after)}{over}; {len(self.probes)} probe{'s' if len(self.probes) != 1 else ''}, "
             f"{self.seconds:.1f} s"
         )
 
@@ -113,6 +132,10 @@ class GuardResult:
             "violations": list(self.violations),
             "probes": [p.to_dict() for p in self.probes],
             "seconds": self.seconds,
+            "streams": self.streams,
+            "stream_steps": self.stream_steps,
+            "stream_before": [dataclasses.asdict(q) for q in self.stream_before],
+            "stream_after": [dataclasses.asdict(q) for q in self.stream_after],
             "summary": self.summary(),
         }
 
@@ -159,13 +182,13 @@ def guard_fp16(
     def convert(keep: frozenset[str]) -> onnx.ModelProto:
         return to_fp16(prepared, block=blocked, keep=keep)
 
-    def candidate_outputs(keep: frozenset[str]) -> dict[str, np.ndarray] | None:
+    def candidate_session(keep: frozenset[str]) -> onnxruntime.InferenceSession | None:
         if keep and weighted <= keep:
             return None  # every node with weights kept in FP32: no FP16 weights left, that is FP32, not a mix
         # the rounded twin: FP16 storage as a GPU has it, which ONNX Runtime's CPU kernels would skip
-        return run_model(open_session(rounded_twin(convert(keep)), label), samples.inputs, label, samples.batch_axes)
+        return open_session(rounded_twin(convert(keep)), label)
 
-    conversion = _Conversion("fp16", prepared, candidate_outputs, fp16_culprits)
+    conversion = _Conversion("fp16", prepared, candidate_session, fp16_culprits)
     result = _guard(conversion, model, samples, budget, declared, max_probes)
     with atomic_path(output) as temp:
         onnx.save(convert(frozenset(k.name for k in result.kept)), str(temp))
@@ -175,7 +198,7 @@ def guard_fp16(
 def guard_int8(
     model: ModelFile,
     output: Path,
-    calibration: CalibrationData,
+    calibration: CalibrationData | None,
     samples: CheckSamples,
     options: QuantizeOptions,
     budget: QualityBudget | None = None,
@@ -193,7 +216,8 @@ def guard_int8(
 
     budget = budget or QualityBudget.for_precision("int8")
     label = str(model.path)
-    calibration.check_fits(model.inputs, model.path.name)
+    if calibration is not None:  # None: dynamic mode, which computes activation ranges per call
+        calibration.check_fits(model.inputs, model.path.name)
     with tempfile.TemporaryDirectory(prefix="edgerun-guard-") as tmp:
         folder = Path(tmp)
         prepared = prepare_for_int8(model, folder)
@@ -214,18 +238,38 @@ def guard_int8(
                 made[keep] = done
             return made[keep].output
 
-        def candidate_outputs(keep: frozenset[str]) -> dict[str, np.ndarray] | None:
+        def candidate_session(keep: frozenset[str]) -> onnxruntime.InferenceSession | None:
             path = quantized(keep)
-            if path is None:
-                return None
-            return run_model(open_session(path.read_bytes(), label), samples.inputs, label, samples.batch_axes)
+            return None if path is None else open_session(path.read_bytes(), label)
 
-        conversion = _Conversion("int8", prepared, candidate_outputs, int8_culprits)
+        conversion = _Conversion("int8", prepared, candidate_session, int8_culprits)
         result = _guard(conversion, model, samples, budget, declared, max_probes)
         chosen = made[frozenset(k.name for k in result.kept)]
         with atomic_path(output) as temp:
             shutil.copyfile(chosen.output, temp)
     return dataclasses.replace(result, quantization=dataclasses.replace(chosen, output=output))
+
+
+def stream_quality(
+    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], declared: Mapping[str, Any] | None
+) -> tuple[OutputQuality, ...]:
+    """The quality metrics of streamed data outputs (`run_streams`: every step stacked along the batch axis)."""
+    return tuple(quality_of(reference, candidate, declared=declared))
+
+
+def compare_streams(
+    reference: onnxruntime.InferenceSession,
+    candidate: onnxruntime.InferenceSession,
+    streams: StreamSamples,
+    budget: QualityBudget,
+    *,
+    declared: Mapping[str, Any] | None = None,
+    label: str = "model",
+) -> tuple[tuple[OutputQuality, ...], list[str]]:
+    """Run both models over ``streams`` (each carrying its own state) and judge the candidate's data outputs
+    against the reference's: the figures and the budget's violations (empty: it passes)."""
+    qualities = stream_quality(run_streams(reference, streams, label), run_streams(candidate, streams, label), declared)
+    return qualities, budget.violations(qualities)
 
 
 def _weighted_nodes(model: onnx.ModelProto) -> frozenset[str]:
@@ -242,8 +286,8 @@ class _Conversion:
 
     precision: str
     prepared: onnx.ModelProto
-    candidate_outputs: Callable[[frozenset[str]], dict[str, np.ndarray] | None]
-    """The mix's outputs on the check samples; None when the mix converts nothing (no mix at all)."""
+    candidate_session: Callable[[frozenset[str]], onnxruntime.InferenceSession | None]
+    """A session on the mix (run on the check samples and streams); None when it converts nothing (no mix)."""
     name_culprits: Callable[[onnx.ModelProto, Mapping[str, TensorStats]], list[Culprit]]
 
 
@@ -258,19 +302,28 @@ def _guard(
     """Check, name culprits when the first check fails, search a mix, and report."""
     started = time.perf_counter()
     precision, prepared, label = conversion.precision, conversion.prepared, str(model.path)
-    candidate_outputs, name_culprits = conversion.candidate_outputs, conversion.name_culprits
+    candidate_session, name_culprits = conversion.candidate_session, conversion.name_culprits
     samples.check_fits(model.inputs, label)
-    reference = run_model(open_session(prepared, label), samples.inputs, label, samples.batch_axes)
-    measured: dict[frozenset[str], tuple[tuple[OutputQuality, ...], tuple[str, ...]]] = {}
+    streams = samples.streams
+    fp32 = open_session(prepared, label)
+    reference = run_model(fp32, samples.inputs, label, samples.batch_axes, model.roles.output_axes)
+    streamed = run_streams(fp32, streams, label) if streams is not None else None
+    measured: dict[frozenset[str], tuple[tuple[OutputQuality, ...], tuple[OutputQuality, ...], tuple[str, ...]]] = {}
 
     def evaluate(keep: frozenset[str]) -> tuple[bool, str]:
-        produced = candidate_outputs(keep)
-        if produced is None:
+        session = candidate_session(keep)
+        if session is None:
             return False, f"nothing left in {precision}"
+        produced = run_model(session, samples.inputs, label, samples.batch_axes, model.roles.output_axes)
         qualities = tuple(quality_of(reference, produced, declared=declared))
-        problems = tuple(budget.violations(qualities))
-        measured[keep] = (qualities, problems)
-        return not problems, "; ".join(problems) or describe_quality(qualities)
+        problems = list(budget.violations(qualities))
+        over: tuple[OutputQuality, ...] = ()
+        if streams is not None and streamed is not None:
+            over = stream_quality(streamed, run_streams(session, streams, label), declared)
+            problems += [f"over {streams.count} streams x {streams.length} steps: {p}" for p in budget.violations(over)]
+        measured[keep] = (qualities, over, tuple(problems))
+        summary = describe_quality(qualities) + (f"; over the streams: {describe_quality(over)}" if over else "")
+        return not problems, "; ".join(problems) or summary
 
     culprits: list[Culprit] = []
 
@@ -281,17 +334,17 @@ def _guard(
 
     order = [node.name for node in prepared.graph.node]
     mix = find_mix(order, named_culprits, evaluate, max_probes=max_probes)
-    before_q, before_v = measured[frozenset()]
+    before_q, before_s, before_v = measured[frozenset()]
     ops = {node.name: node.op_type for node in prepared.graph.node}
     why = {c.node: c.why for c in culprits}
     if mix.kept is None:
         kept: tuple[KeptNode, ...] = ()
-        after_q, violations = before_q, before_v
+        after_q, after_s, violations = before_q, before_s, before_v
     else:
         kept = tuple(
             KeptNode(n, ops.get(n, "?"), why.get(n, "found by bisection on the check samples")) for n in mix.kept
         )
-        after_q, violations = measured[frozenset(mix.kept)]
+        after_q, after_s, violations = measured[frozenset(mix.kept)]
     result = GuardResult(
         precision=precision,
         passed=mix.kept is not None,
@@ -305,12 +358,17 @@ def _guard(
         violations=violations,
         probes=mix.probes,
         seconds=time.perf_counter() - started,
+        streams=streams.describe() if streams is not None else None,
+        stream_steps=streams.count * streams.length if streams is not None else 0,
+        stream_before=before_s,
+        stream_after=after_s,
     )
     if result.kept:
         _log.info("%s: %s", label, result.summary())
     if not result.passed:
+        checked = samples.describe() + (f" and {streams.describe()}" if streams is not None else "")
         raise QualityCheckError(
-            f"{label}: no {precision} version meets the quality budget on {samples.describe()} while keeping at "
+            f"{label}: no {precision} version meets the quality budget on {checked} while keeping at "
             f"most {MAX_KEPT_SHARE:.0%} of its nodes in FP32 ({len(mix.probes)} probes); the plain conversion: "
             f"{'; '.join(before_v)}",
             result.to_dict(),

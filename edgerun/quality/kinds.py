@@ -4,7 +4,9 @@ Recognised from the reference (FP32) output's shape and values, or declared (a m
 ``"outputs": {"name": {"kind": "detections", "layout": "yolov8"}}``), which always wins:
 
 - ``classes``: [N, C] float with C > 1 (scores or logits; judged by top-1 agreement, and like every
-  [N, F] output per column, so that a concatenation of boxes and scores shows what it loses);
+  [N, F] output per column, so that a concatenation of boxes and scores shows what it loses); declared
+  on an [N, 1] probability (``{"kind": "classes", "threshold": 0.5}``), a binary decision, judged by the
+  share of samples on the same side of the threshold;
 - ``map``: [N, C, H, W] float with every value in [0, 1] (probability maps; judged by mask IoU);
 - ``detections``: [N, 4+C, A] or [N, A, 4+C] with A > 4+C, the first four features (cx, cy, w, h)
   spanning more than 1 (pixels) and the rest in [0, 1] (YOLOv8-style; judged by detections kept);
@@ -85,7 +87,8 @@ def output_kind(
 
 
 def declared_mask_threshold(name: str, declared: Mapping[str, Any] | None) -> float | None:
-    """The mask threshold ``declared`` gives output ``name`` (``{"kind": "map", "threshold": 0.3}``), if any."""
+    """The threshold ``declared`` gives output ``name`` (a map's mask, ``{"kind": "map", "threshold": 0.3}``, or a
+    single-column class output's decision), if any."""
     entry = _entry(name, declared)
     if entry is None or "threshold" not in entry:
         return None

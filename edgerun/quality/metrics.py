@@ -5,9 +5,10 @@ similarity per sample. Per slice of the feature axis (channels of an [N, C, H, W
 box and score features of a detector, the columns of an [N, F] output), mean cosine and max
 error relative to that slice's own largest magnitude, so that class scores (0..1) concatenated
 with pixel boxes (0..320) cannot hide behind them; a slice of a detector or a map is judged per
-sample, a column across the batch. Then what the task needs: top-1 agreement for classes, mask
-IoU and pixel agreement for maps, and for detectors the share of the reference's detections the
-candidate keeps.
+sample, a column across the batch. Then what the task needs: top-1 agreement for classes (for a
+declared single-column class output, a binary classifier's probability: the share of samples on the
+same side of its threshold, default 0.5), mask IoU and pixel agreement for maps, and for detectors
+the share of the reference's detections the candidate keeps.
 
 Samples without signal (the reference's largest magnitude, in the output or in a slice, at most
 `SIGNAL_FLOOR` of the output's largest over the whole batch) are not judged by cosine, which is
@@ -65,6 +66,7 @@ class OutputQuality:
     """Max error of every slice relative to that slice's largest reference magnitude."""
     top1_agreement: float | None = None
     mask_threshold: float | None = None
+    """A map's mask threshold, or the decision threshold of a single-column class output (a binary classifier)."""
     mask_iou: float | None = None
     mask_agreement: float | None = None
     """Fraction of elements on the same side of the mask threshold: top-1 agreement per pixel."""
@@ -179,7 +181,15 @@ def output_quality(
     axis = _slice_axis(kind, reference, layout)
     if axis is not None:
         result.update(_slices(reference, candidate, axis, scale))
-    if kind == "classes":
+    if kind == "classes" and r.shape[2] == 1:
+        # one column: a binary classifier's probability (a VAD's speech); argmax of one column always agrees,
+        # so top-1 agreement is the share of samples on the same side of the threshold (declared, else 0.5)
+        declared_threshold = declared_mask_threshold(name, declared)
+        threshold = mask_threshold if mask_threshold is not None else declared_threshold
+        threshold = MAP_THRESHOLD if threshold is None else threshold
+        result["top1_agreement"] = float(((r[0, :, 0] >= threshold) == (g[0, :, 0] >= threshold)).mean())
+        result["mask_threshold"] = float(threshold)
+    elif kind == "classes":
         result["top1_agreement"] = float((r[0].argmax(axis=1) == g[0].argmax(axis=1)).mean())
     elif kind != "detections":
         threshold = mask_threshold if mask_threshold is not None else declared_mask_threshold(name, declared)

@@ -357,3 +357,25 @@ def test_fp16_checked_on_a_dict_of_the_three_inputs(
         assert session.plan.precision == "fp16"
         assert session.plan.quality is not None
         assert session.plan.quality["samples"] == "12 samples of <arrays>"
+
+
+def test_outputs_are_joined_along_their_own_batch_axis(model_path: Path) -> None:
+    """stateN [2, batch, 128] of 8 samples run 3 at a time: 8 samples on axis 0, each its own state."""
+    from edgerun.data.samples import run_in_chunks
+
+    model = ModelFile.open(model_path)
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(5)
+    inputs = {
+        "input": rng.standard_normal((COUNT, CHUNK)).astype(np.float32),
+        "state": rng.standard_normal((2, COUNT, STATE)).astype(np.float32),
+        "sr": np.array(16000, np.int64),
+    }
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(["output", "stateN"], session.run(None, feed), strict=True))
+
+    joined = run_in_chunks(run, inputs, model.roles.batch_axes, 3, "test", model.roles.output_axes)
+    assert joined["stateN"].shape == (COUNT, 2, STATE)
+    np.testing.assert_allclose(joined["stateN"], np.moveaxis(inputs["state"] * 0.5, 1, 0))
+    assert joined["output"].shape == (COUNT, 4)

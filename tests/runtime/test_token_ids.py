@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import edgerun
-from edgerun.errors import InputError, UnsupportedPrecisionError
+from edgerun.errors import InputError
 from edgerun.runtime.batching import DynamicBatcher
 
 from .. import sequence_models as sm
@@ -91,11 +91,6 @@ def test_models_without_token_ids_keep_the_one_array_fast_path() -> None:
         assert session.validate.accepted_array is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnsupportedPrecisionError,
-    reason="artifacts._calibration_source demands calibration even when auto_mode picks dynamic INT8",
-)
 def test_dynamic_int8_of_a_text_model_needs_no_calibration(model_path: Path) -> None:
     """Dynamic INT8 computes activation ranges per call: random in-vocabulary samples are enough to check it."""
     from edgerun.precision.quantize import auto_mode
@@ -107,11 +102,6 @@ def test_dynamic_int8_of_a_text_model_needs_no_calibration(model_path: Path) -> 
         assert "int8 dynamic" in " ".join(session.plan.reasons)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnsupportedPrecisionError,
-    reason="needs artifacts._locate to skip calibration for dynamic INT8 (then load can make it)",
-)
 def test_info_finds_the_dynamic_int8_version_load_made(model_path: Path) -> None:
     """`edgerun info` looks the check up under load's own quantization mode (dynamic here), not static."""
     from edgerun.info import model_report
