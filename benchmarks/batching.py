@@ -18,11 +18,20 @@ hits them alike; throughput is requests / wall time (the window ends when the la
 returns) and latencies are pooled per request (offline: per batch call). The batchers' mean
 batch size comes from `DynamicBatcher.stats()`.
 
-A second measurement times one request on an idle batcher: ``batcher.infer`` (it runs in the
+A GPU stand-in (``--standin MS ...``, default 0.25 0.5 1 2 ms; ``--quick``: 0.5) replaces the
+session's ``run_validated`` with a call that sleeps a fixed time per batch whatever its size
+(``time.sleep`` releases the GIL, like a GPU kernel launch and sync) and returns zero rows of the
+right shapes, max batch 16. The stand-in's real duration ``d`` is measured (sleep overshoots); the
+ideal rate is ``16 / d`` and each cell reports the batcher's fraction of it at 1, 4, 16, 64
+closed-loop callers, instances 1 and 2 (2 instances can pass 1.0), with p50/p99 latency.
+Targets: >= 60% of ideal at 16 callers, >= 80% at 64.
+
+A further measurement times one request on an idle batcher: ``batcher.infer`` (it runs in the
 caller's thread) and ``batcher.submit(x).result()`` (hand-off to a worker) against a direct
 ``Session.run``, in interleaved rounds like ``overhead.py``.
 
-    python benchmarks/batching.py [--quick] [--models tiny mlp cnn] [--callers 1 4 16 64] [--json PATH]
+    python benchmarks/batching.py [--quick] [--models tiny mlp cnn] [--callers 1 4 16 64] [--standin 0.5]
+                                  [--json PATH]
 """
 
 from __future__ import annotations
@@ -59,6 +68,10 @@ CNN_VS_OFFLINE = 0.95
 LONE_TARGET_US = 100.0
 """A lone request on an idle batcher: latency <= direct Session.run + 0.1 ms."""
 TARGET_CALLERS = 16
+STANDIN_MAX_BATCH = 16
+STANDIN_CALLERS = (1, 4, 16, 64)
+STANDIN_VS_IDEAL = {16: 0.60, 64: 0.80}
+"""GPU stand-in: the batcher's throughput as a fraction of the ideal 16 / d, by callers."""
 
 
 @dataclass(frozen=True)
@@ -319,6 +332,122 @@ def _targets(key: str, r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# --- GPU stand-in -----------------------------------------------------------------------------------
+
+
+def standin_run(session: edgerun.Session, seconds: float) -> Callable[[Any], dict[str, np.ndarray]]:
+    """A ``run_validated`` sleeping ``seconds`` per batch (GIL released), returning zero rows of the model's shapes."""
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    shapes = {name: (value.shape[1:], value.dtype) for name, value in session.run(x).items()}
+    sleep = time.sleep
+
+    def run(feeds: Any) -> dict[str, np.ndarray]:
+        rows = len(next(iter(feeds.values())))
+        sleep(seconds)
+        return {name: np.zeros((rows, *shape), dtype) for name, (shape, dtype) in shapes.items()}
+
+    return run
+
+
+def measure_standin(
+    ms: float, callers: Sequence[int], seconds: float, rounds: int, delay_ms: float, console: Console
+) -> dict[str, Any]:
+    """The batcher in front of a fixed-time stand-in: fraction of 16 / d at each caller count, instances 1 and 2."""
+    session = edgerun.load("digits-student")
+    run = standin_run(session, ms / 1e3)
+    full = {"image": np.zeros((STANDIN_MAX_BATCH, 1, 8, 8), np.float32)}
+    durations = []
+    for _ in range(max(20, int(0.2 / (ms / 1e3)))):
+        began = time.perf_counter()
+        run(full)
+        durations.append(time.perf_counter() - began)
+    measured_s = float(np.median(durations))
+    session.run_validated = run
+    opts = {"max_batch_size": STANDIN_MAX_BATCH, "max_queue_delay_ms": delay_ms, "session_per_instance": False}
+    batchers = {i: DynamicBatcher(session, instances=i, **opts) for i in (1, 2)}
+    cells = [
+        Cell(
+            f"stand-in {i}i",
+            n,
+            batchers[i].infer,
+            [np.zeros((1, 1, 8, 8), np.float32) for _ in range(n)],
+            batcher=batchers[i],
+        )
+        for i in batchers
+        for n in callers
+    ]
+    with console.status(f"GPU stand-in {ms} ms: {len(cells)} cells x {rounds} rounds"):
+        for r in range(rounds):
+            for cell in cells if r % 2 == 0 else list(reversed(cells)):
+                run_cell(cell, seconds / rounds)
+    for batcher in batchers.values():
+        batcher.close()
+    session.close()
+    ideal = STANDIN_MAX_BATCH / measured_s
+    rows = []
+    for cell in cells:
+        r = summarise(cell)
+        r["instances"] = int(cell.mode.split()[-1].rstrip("i"))
+        r["vs_ideal"] = r["req_per_s"] / ideal
+        target = STANDIN_VS_IDEAL.get(cell.callers)
+        r["target"] = target
+        r["meets_target"] = None if target is None else r["vs_ideal"] >= target
+        rows.append(r)
+    return {
+        "standin_ms": ms,
+        "measured_ms": measured_s * 1e3,
+        "ideal_req_per_s": ideal,
+        "max_batch_size": STANDIN_MAX_BATCH,
+        "max_queue_delay_ms": delay_ms,
+        "seconds_per_cell": seconds,
+        "rounds": rounds,
+        "cells": rows,
+    }
+
+
+def render_standin(console: Console, results: list[dict[str, Any]]) -> None:
+    table = Table(
+        title=(
+            f"GPU stand-in: a fixed sleep per batch of up to {STANDIN_MAX_BATCH}; ideal = {STANDIN_MAX_BATCH} / "
+            "measured duration (targets: >= 0.60 at 16 callers, >= 0.80 at 64)"
+        )
+    )
+    for column in ("sleep ms", "measured ms", "ideal req/s", "instances", "N", "req/s", "÷ ideal", "p50 ms", "p99 ms",
+                   "mean batch", "target"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for result in results:
+        for r in result["cells"]:
+            target = "" if r["target"] is None else f"≥{r['target']:.2f} {_yes(r['meets_target'])}"
+            table.add_row(
+                f"{result['standin_ms']:g}",
+                f"{result['measured_ms']:.3f}",
+                f"{result['ideal_req_per_s']:.0f}",
+                str(r["instances"]),
+                str(r["callers"]),
+                f"{r['req_per_s']:.0f}",
+                f"{r['vs_ideal']:.2f}",
+                f"{r['p50_ms']:.3f}",
+                f"{r['p99_ms']:.3f}",
+                f"{r['mean_batch']:.1f}",
+                target,
+                end_section=r is result["cells"][-1],
+            )
+    console.print(table)
+
+
+def lscpu_facts() -> dict[str, Any]:
+    """lscpu's model name and flags (empty where lscpu is missing)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {
+        "lscpu_model": fields.get("Model name", "").strip() or None,
+        "lscpu_flags": fields.get("Flags", "").split(),
+    }
+
+
 # --- a lone request ------------------------------------------------------------------------------
 
 
@@ -531,6 +660,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-lone", action="store_true", help="skip the lone-request timing")
     parser.add_argument("--quick", action="store_true", help="callers 1 and 16, 40%% of the time per cell")
     parser.add_argument("--mlp-path", type=Path, default=MLP_PATH, help=f"MLP model (made if missing; {MLP_PATH})")
+    parser.add_argument("--standin", nargs="*", type=float, help="GPU stand-in ms per batch (default 0.25 0.5 1 2; "
+                        "--quick: 0.5; none given: skip)")  # fmt: skip
+    parser.add_argument("--standin-seconds", type=float, default=1.0, help="measured seconds per stand-in cell")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     callers = sorted(set(args.callers or ([1, 16] if args.quick else [1, 4, 16, 64])))
@@ -538,11 +670,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--callers and --rounds must be >= 1, --delay-ms >= 0")
 
     console = Console() if sys.stdout.isatty() else Console(width=150)
-    info = machine()
+    info = {**machine(), **lscpu_facts()}
     console.print(
-        f"[bold]{info['cpu']}[/], {info['cores']} cores, onnxruntime {info['onnxruntime']}, "
-        f"numpy {info['numpy']}, Python {info['python']}"
+        f"[bold]{info['cpu']}[/] (lscpu: {info.get('lscpu_model')}), {info['cores']} cores, onnxruntime "
+        f"{info['onnxruntime']}, numpy {info['numpy']}, Python {info['python']}"
     )
+    flags = set(info.get("lscpu_flags") or ())
+    wide = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    console.print(f"[dim]lscpu flags ({len(flags)}) include: {' '.join(wide) or 'none of avx2/avx512/amx'}[/]")
+    standin_ms = args.standin if args.standin is not None else ([0.5] if args.quick else [0.25, 0.5, 1.0, 2.0])
+    if args.standin is not None and not args.standin:
+        standin_ms = []
     cases = model_cases(args.mlp_path)
     if "mlp" in args.models:
         ensure_mlp(args.mlp_path, console)
@@ -553,6 +691,19 @@ def main(argv: list[str] | None = None) -> int:
         seconds = args.seconds if args.seconds is not None else case.seconds * (0.4 if args.quick else 1.0)
         results.append(measure_model(case, callers, seconds, args.rounds, args.delay_ms, console))
         render_model(console, results[-1])
+    standin = [
+        measure_standin(
+            ms,
+            args.callers or STANDIN_CALLERS,
+            args.standin_seconds * (0.5 if args.quick else 1.0),
+            args.rounds,
+            args.delay_ms,
+            console,
+        )
+        for ms in standin_ms
+    ]
+    if standin:
+        render_standin(console, standin)
     lone = []
     if not args.no_lone:
         lone_rounds = max(6, args.lone_rounds // (2 if args.quick else 1))
@@ -577,12 +728,14 @@ def main(argv: list[str] | None = None) -> int:
             "callers": callers,
             "models": results,
             "lone_request": lone,
+            "standin": standin,
             "per_request_cost": costs,
             "targets": {
                 "mlp_vs_threads": MLP_VS_THREADS,
                 "mlp_vs_offline": MLP_VS_OFFLINE,
                 "cnn_vs_offline": CNN_VS_OFFLINE,
                 "lone_delta_us": LONE_TARGET_US,
+                "standin_vs_ideal": STANDIN_VS_IDEAL,
             },
         }
         args.json.write_text(json.dumps(data, indent=2) + "\n")

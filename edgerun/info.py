@@ -104,11 +104,22 @@ def model_report(
         report["plan"] = plan.to_dict()
         report["plan"]["quality"] = _recorded_check(model_file, plan, card, roles)
         report["plan"]["converted"] = plan.precision != model_file.precision
+        report["plan"]["batching"] = _cached_batching(model_file, plan, profile)
         report["plan_error"] = None
     except EdgerunError as exc:  # the model is fine; say why it cannot run here
         report["plan"] = None
         report["plan_error"] = str(exc)
     return report
+
+
+def _cached_batching(model_file: ModelFile, plan: Plan, profile: DeviceProfile) -> dict[str, Any] | None:
+    """The batcher defaults a load with ``batching=True`` measured for this plan, if one has (nothing is run)."""
+    if plan.precision != model_file.precision:
+        return None  # the converted model's measurement is keyed by its own hash
+    from edgerun.runtime.batching.policy import cached_policy
+
+    policy = cached_policy(model_file.sha256, plan, profile)
+    return None if policy is None else policy.chosen()
 
 
 def _recorded_check(

@@ -95,11 +95,10 @@ def load(
     session = Session(model_file, plan, opened, card, capabilities=entry.capabilities, reopen=reopen, roles=roles)
     if batching is None or batching is False:
         return session
-    from edgerun.runtime.batching import BatchedSession, DynamicBatcher, batching_options
+    from edgerun.runtime.batching import batched_session
 
-    try:
-        batcher = DynamicBatcher(session, session_factory=reopen, **batching_options(batching))
-        return BatchedSession(session, batcher)
+    try:  # True: instances and max batch from the device and the model's measured per-row cost
+        return batched_session(session, batching, session_factory=reopen, profile=profile)
     except BaseException:
         session.close()
         raise

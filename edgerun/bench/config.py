@@ -16,7 +16,8 @@ class BenchConfig:
 
     scenario: str = "single-stream"
     batch: int | None = None
-    """Rows per call: single-stream and offline batch; server's max batch size (default 8)."""
+    """Rows per call: single-stream and offline batch; server's max batch size (default: the device policy's,
+    measured once per model and device, `edgerun.runtime.batching.policy`)."""
     samples_per_query: int = 8
     """multi-stream: samples in each query."""
     min_queries: int = 200

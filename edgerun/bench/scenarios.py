@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +33,10 @@ from edgerun.runtime.session import Session
 from edgerun.runtime.streaming import Stream
 
 if TYPE_CHECKING:
-    from edgerun.runtime.batching import DynamicBatcher
+    from edgerun.runtime.batching import BatchPolicy, DynamicBatcher
+
+STREAM_CALLERS = 8
+"""server, stateful model: simulated callers (one stream each) unless ``--batch`` sets them."""
 
 
 def batched_shapes(
@@ -62,7 +66,7 @@ class ScenarioRunner:
         """A stateful model's streams: one per call of a query (server: one per caller)."""
         self._chunks: list[dict[str, np.ndarray]] = []
         if self.stateful:
-            count = self.max_batch_size if config.scenario == "server" else self.calls_per_query
+            count = self.stream_callers if config.scenario == "server" else self.calls_per_query
             self.streams = [session.stream(batch=self.batch) for _ in range(count)]
             self._data = self.streams[0].data_inputs
             if config.data is None:  # made now, untimed: the steps cycle through them
@@ -109,6 +113,8 @@ class ScenarioRunner:
             "seed": config.seed,
             "max_batch_size": self.max_batch_size if config.scenario == "server" else None,
             "max_queue_delay_ms": self.queue_delay_ms if config.scenario == "server" else None,
+            "instances": self.instances if config.scenario == "server" else None,
+            "batching": self.chosen if config.scenario == "server" else None,
         }
 
     def stream_facts(self) -> dict[str, Any] | None:
@@ -139,7 +145,35 @@ class ScenarioRunner:
 
     @property
     def max_batch_size(self) -> int:
-        return self.config.batch or 8
+        """server: ``--batch``, else the device policy's (measured once per model and device)."""
+        return self.config.batch or self.policy.max_batch_size
+
+    @property
+    def instances(self) -> int:
+        """server: the batcher's workers, from the device policy (cores / threads; 2 on a GPU)."""
+        return self.policy.instances
+
+    @property
+    def stream_callers(self) -> int:
+        """server, stateful model: simulated callers, one stream each."""
+        return self.config.batch or max(STREAM_CALLERS, self.max_batch_size)
+
+    @cached_property
+    def policy(self) -> BatchPolicy:
+        """The batcher defaults for this model on this device (`edgerun.runtime.batching.policy`)."""
+        from edgerun.runtime.batching import batch_policy
+
+        return batch_policy(self.session)
+
+    @property
+    def chosen(self) -> dict[str, Any]:
+        """The server batcher's options and why (``--batch`` given, else the policy's reasons)."""
+        chosen = self.policy.chosen()
+        if self.config.batch is not None:
+            chosen.update(
+                max_batch_size=self.config.batch, batch_why="given (--batch)", batch_source="given", per_row_ms={}
+            )
+        return chosen
 
     @property
     def queue_delay_ms(self) -> float:
@@ -253,6 +287,7 @@ class ScenarioRunner:
         return DynamicBatcher(
             self.session,
             max_batch_size=self.max_batch_size,
+            instances=self.instances,
             max_queue_delay_ms=self.queue_delay_ms,
             default_timeout_ms=10 * self.bound_ms,
         )
@@ -264,7 +299,7 @@ class ScenarioRunner:
 
         chunk = self.chunk
         with self._batcher() as batcher:
-            streams = [batcher.stream() for _ in range(self.max_batch_size)]
+            streams = [batcher.stream() for _ in range(self.stream_callers)]
             self.streams = streams
             callers = [ThreadPoolExecutor(1, thread_name_prefix="edgerun-bench-caller") for _ in streams]
             try:

@@ -132,6 +132,8 @@ def render_plan(console: Console, plan: dict[str, Any] | None, error: str | None
         console.print(f"  quality: {escape(str(quality.get('summary', '')))}")
     elif plan.get("converted"):
         console.print("  quality: not checked yet: the first load converts the model and checks it against fp32")
+    if plan.get("batching"):
+        console.print(f"  batching: {escape(batching_line(plan['batching']))}")
 
 
 def render_bench(console: Console, result: BenchResult) -> None:
@@ -176,6 +178,8 @@ def render_bench(console: Console, result: BenchResult) -> None:
                 f"  search: {trial['target_qps']:.1f} QPS -> p99 {trial['p99_ms']:.3f} ms, "
                 f"achieved {trial['achieved_qps']:.1f} ({mark})"
             )
+    if server and data["settings"].get("batching"):
+        console.print(f"server batcher: {escape(batching_line(data['settings']['batching']))}")
     phases = data["gpu_phases_ms"]
     if phases:
         console.print("GPU median ms: " + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
@@ -199,6 +203,14 @@ def render_bench(console: Console, result: BenchResult) -> None:
     for note in data["notes"]:
         console.print(f"note: {escape(note)}")
     console.print(f"real-time deadline: {escape(data['deadline_rule'])}: {_verdict(data['meets_deadline'])}")
+
+
+def batching_line(chosen: dict[str, Any]) -> str:
+    """A batcher's chosen max batch size and instances, each with its reason."""
+    return (
+        f"max batch {chosen['max_batch_size']} ({chosen.get('batch_why', '')}); "
+        f"{chosen['instances']} instance(s) ({chosen.get('instances_why', '')})"
+    )
 
 
 def _verdict(passed: bool) -> str:

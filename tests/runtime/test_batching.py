@@ -997,18 +997,23 @@ def test_stats_count_requests_batches_and_times(rows: Session) -> None:
 
 @pytest.mark.parametrize(
     ("batching", "max_batch", "delay_s"),
-    [(True, 8, 0.0), (4, 4, 0.0), ({"max_batch_size": 3, "max_queue_delay_ms": 1.0}, 3, 1e-3), ({}, 8, 0.0)],
+    [(True, None, 0.0), (4, 4, 0.0), ({"max_batch_size": 3, "max_queue_delay_ms": 1.0}, 3, 1e-3), ({}, None, 0.0)],
 )
 def test_load_with_batching_returns_a_batched_session_with_the_same_api(
-    digits_ref: Session, batching: Any, max_batch: int, delay_s: float
+    digits_ref: Session, batching: Any, max_batch: int | None, delay_s: float
 ) -> None:
+    """``max_batch`` None: the batching policy's measured choice (tests/runtime/test_batching_policy.py)."""
     before = set(threading.enumerate())
-    x = image(np.random.default_rng(11), max_batch)
-    want = digits_ref.run(x)["logits"]
     with edgerun.load("digits-student", batching=batching) as session:
         assert isinstance(session, BatchedSession)
         assert isinstance(session, Session)
+        if max_batch is None:
+            chosen = session.batcher.stats()["chosen"]
+            max_batch = chosen["max_batch_size"]
+            assert "batch_why" in chosen
         assert session.batcher.max_batch_size == max_batch
+        x = image(np.random.default_rng(11), max_batch)
+        want = digits_ref.run(x)["logits"]
         assert session.batcher.max_queue_delay_s == pytest.approx(delay_s)
         assert session.inputs == digits_ref.inputs
         assert session.outputs == digits_ref.outputs

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 from edgerun.errors import ConfigError
 from edgerun.runtime.batching.batcher import DynamicBatcher
 from edgerun.runtime.batching.options import is_int
+from edgerun.runtime.device import DeviceProfile
 from edgerun.runtime.session import Session
 from edgerun.runtime.streaming import Stream
 
@@ -57,16 +58,62 @@ class BatchedSession(Session):
         self._backend = None
 
 
-def batching_options(batching: Any) -> dict[str, Any]:
-    """``load(batching=...)``: True (defaults), a max batch size, or a dict of batcher options."""
+def batching_options(
+    batching: Any, session: Session | None = None, profile: DeviceProfile | None = None
+) -> dict[str, Any]:
+    """``load(batching=...)``: True (device defaults), a max batch size, or a dict of batcher options.
+
+    With ``session``, what the caller leaves out of ``max_batch_size`` and ``instances`` comes from
+    `batch_policy` (measured once per model and device); explicit options win. Without it, True means 8.
+    """
+    return _resolved(batching, session, profile)[0]
+
+
+def batched_session(
+    session: Session,
+    batching: Any,
+    *,
+    session_factory: Callable[[], Session] | None = None,
+    profile: DeviceProfile | None = None,
+) -> BatchedSession:
+    """``session`` behind a `DynamicBatcher` set from ``batching``; ``batcher.chosen`` says what was chosen and why."""
+    options, chosen = _resolved(batching, session, profile)
+    batcher = DynamicBatcher(session, session_factory=session_factory, **options)
+    vars(batcher).setdefault("chosen", {}).update(chosen)  # DynamicBatcher.chosen, which stats() reports
+    return BatchedSession(session, batcher)
+
+
+def _resolved(
+    batching: Any, session: Session | None, profile: DeviceProfile | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The batcher keywords for ``batching`` and what was chosen for the caller (with the reasons)."""
     if batching is True:
-        return {"max_batch_size": 8}
-    if is_int(batching):
-        return {"max_batch_size": batching}
-    if isinstance(batching, Mapping):
+        given: dict[str, Any] = {}
+    elif is_int(batching):
+        given = {"max_batch_size": batching}
+    elif isinstance(batching, Mapping):
         known = set(inspect.signature(DynamicBatcher.__init__).parameters) - {"self", "session", "session_factory"}
         unknown = sorted(set(map(str, batching)) - known)
         if unknown:
             raise ConfigError(f"unknown batching option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return {"max_batch_size": 8, **batching}
-    raise ConfigError(f"batching must be True, a max batch size or a dict of DynamicBatcher options, got {batching!r}")
+        given = dict(batching)
+    else:
+        raise ConfigError(
+            f"batching must be True, a max batch size or a dict of DynamicBatcher options, got {batching!r}"
+        )
+    if "max_batch_size" in given:  # the caller chose the batch: nothing measured, the batcher's defaults
+        reasons = {"batch_why": "given", **({"instances_why": "given"} if "instances" in given else {})}
+        return given, {"max_batch_size": given["max_batch_size"], **reasons, **_instances(given)}
+    if session is None:
+        return {"max_batch_size": 8, **given}, {"max_batch_size": 8, "batch_why": "default (no session to measure)"}
+    from edgerun.runtime.batching.policy import batch_policy
+
+    policy = batch_policy(session, profile)
+    chosen = policy.chosen()
+    if "instances" in given:
+        chosen.update(instances=given["instances"], instances_why="given")
+    return {**policy.options(), **given}, chosen
+
+
+def _instances(given: Mapping[str, Any]) -> dict[str, Any]:
+    return {"instances": given["instances"]} if "instances" in given else {}

@@ -1,0 +1,275 @@
+"""The batcher's device defaults: how many instances, and the largest batch worth forming.
+
+``instances``: on a CPU, the cores divided by each session's intra-op threads (at least 1), so
+concurrent calls use every core; on a GPU 2, so one batch is stacked and split on the host while
+the other runs. ``max_batch_size``: measured once per model and device. The session runs batches
+of 1, 2, 4, 8 and 16 rows (a few calls each after a warm-up, random role-aware inputs at the
+card's shapes); the cap is the largest size reached while each doubling cuts the per-row cost by
+at least 10% (`MIN_GAIN`; timing stops at the first doubling that does not). A compute-bound CNN
+on a CPU (per-row cost flat or rising) gets 1, its requests running as concurrent single calls
+through ``instances``; a weight-bound MLP gets 16. A fixed batch axis gets 1 unmeasured.
+The per-row costs are cached as JSON in edgerun's cache (a `ManifestStore`, like converted
+models), keyed by the model's SHA-256, the device, backend, precision, threads and onnxruntime
+version; the rule is applied on reading, and a corrupt or stale entry is measured again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgerun.errors import EdgerunError
+from edgerun.runtime.device import DeviceProfile, current_device
+from edgerun.runtime.plan import Plan
+from edgerun.runtime.session import Session
+from edgerun.storage import ManifestStore, cache_dir, digest, writable
+
+_log = logging.getLogger("edgerun")
+
+SIZES = (1, 2, 4, 8, 16)
+"""Batch sizes the policy times (each a doubling of the last)."""
+MIN_GAIN = 0.10
+"""A doubling of the batch must cut the per-row cost by at least this fraction to be worth its wait."""
+UNMEASURED_MAX_BATCH = 8
+"""The cap when the session cannot be timed (inputs it cannot make up): the earlier fixed default."""
+POLICY_VERSION = 1
+"""Bumped when what is measured changes (not the rule, which is applied on reading)."""
+WARMUP_CALLS = 1
+TIMED_CALLS = 5
+TIME_PER_SIZE_S = 0.5
+"""At most about this long per size after the warm-up (at least 3 timed calls)."""
+
+Measure = Callable[[Session, Sequence[int]], dict[int, float]]
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """The batcher options chosen for a session on a device, and why."""
+
+    instances: int
+    instances_why: str
+    max_batch_size: int
+    batch_why: str
+    per_row_ms: Mapping[int, float] = field(default_factory=dict)
+    """Median milliseconds per row at each batch size timed (empty when not measured)."""
+    source: str = "measured"
+    """``measured`` (now), ``cache``, ``fixed`` (batch axis fixed: nothing to measure) or ``unmeasured``."""
+
+    def options(self) -> dict[str, Any]:
+        """The `DynamicBatcher` keywords this policy sets."""
+        return {"max_batch_size": self.max_batch_size, "instances": self.instances}
+
+    def chosen(self) -> dict[str, Any]:
+        """What ``batcher.chosen`` reports: each value and why."""
+        return {
+            "instances": self.instances,
+            "instances_why": self.instances_why,
+            "max_batch_size": self.max_batch_size,
+            "batch_why": self.batch_why,
+            "batch_source": self.source,
+            "per_row_ms": {str(k): round(v, 4) for k, v in sorted(self.per_row_ms.items())},
+        }
+
+
+def choose_max_batch(per_row_ms: Mapping[int, float], min_gain: float = MIN_GAIN) -> tuple[int, str]:
+    """The largest size reached while each step up cuts the per-row cost by ``min_gain``, and why."""
+    sizes = sorted(size for size, cost in per_row_ms.items() if cost > 0)
+    if not sizes:
+        raise ValueError("no per-row costs to choose a batch size from")
+    cap = sizes[0]
+    for size in sizes[1:]:
+        if per_row_ms[size] > per_row_ms[cap] * (1 - min_gain):
+            break
+        cap = size
+    first, last = sizes[0], sizes[-1]
+    costs = f"per-row cost {_ms(per_row_ms[first])} at {first}, {_ms(per_row_ms[last])} at {last}"
+    if cap == first:
+        return cap, f"{costs}: no gain from batching on this device"
+    if cap == last:
+        return cap, f"{costs}: each doubling up to {last} cuts it by >= {min_gain:.0%}"
+    following = sizes[sizes.index(cap) + 1]
+    return cap, (
+        f"{costs}: {_ms(per_row_ms[cap])} at {cap} and {_ms(per_row_ms[following])} at {following}, "
+        f"a gain < {min_gain:.0%} per doubling past {cap}"
+    )
+
+
+def device_instances(plan: Plan, profile: DeviceProfile) -> tuple[int, str]:
+    """Workers for a batcher: cores // intra-op threads on a CPU, 2 on a GPU; and why."""
+    if plan.device.startswith("cuda"):
+        return 2, f"GPU ({plan.device}): 2 instances, so one batch is stacked and split while the other runs"
+    threads = max(1, plan.threads)
+    instances = max(1, profile.cores // threads)
+    plural = "s" if threads > 1 else ""
+    return instances, f"{profile.cores} cores / {threads} thread{plural} per session"
+
+
+def fixed_batch_reason(session: Session) -> str | None:
+    """Why requests to this model cannot share a batch (a fixed or missing batch axis), or None."""
+    axes = session.roles.batch_axes
+    batched = [(spec, axes.get(spec.name)) for spec in session.inputs]
+    batched = [(spec, axis) for spec, axis in batched if axis is not None and axis < spec.rank]
+    if not batched:
+        return "no input has a batch axis: requests cannot share a batch"
+    for spec, axis in batched:
+        assert axis is not None
+        dim = spec.shape[axis]
+        if not isinstance(dim, str):
+            return f"input {spec.name} fixes its batch axis at {dim}: requests cannot share a batch"
+    return None
+
+
+def measure_per_row(session: Session, sizes: Sequence[int] = SIZES) -> dict[int, float]:
+    """Median ms per row of ``session.run`` at each size, up to the first doubling that does not pay.
+
+    Stops early too at the first size the backend refuses (memory, a capped profile).
+    """
+    from edgerun.runtime.synthetic import random_feeds
+
+    card_shapes = session.card.input_shapes if session.card else None
+    per_row: dict[int, float] = {}
+    for size in sizes:
+        shapes = _on_batch_axes(card_shapes, size, session.roles.batch_axes) if card_shapes else None
+        feeds = random_feeds(session.inputs, size, shapes, seed=size, roles=session.roles)
+        try:
+            for _ in range(WARMUP_CALLS):
+                session.run(feeds)
+            times: list[float] = []
+            began = time.perf_counter()
+            while len(times) < TIMED_CALLS and (len(times) < 3 or time.perf_counter() - began < TIME_PER_SIZE_S):
+                start = time.perf_counter()
+                session.run(feeds)
+                times.append(time.perf_counter() - start)
+        except EdgerunError as exc:
+            if not per_row:
+                raise
+            _log.info("%s: batch %d not timed (%s); the policy uses the smaller sizes", session.label, size, exc)
+            break
+        per_row[size] = statistics.median(times) * 1e3 / size
+        if len(per_row) > 1 and choose_max_batch(per_row)[0] < size:
+            break  # this doubling did not pay: the rule stops here, larger sizes cannot change it
+    return per_row
+
+
+def _on_batch_axes(
+    shapes: Mapping[str, Sequence[int]], batch: int, axes: Mapping[str, int | None]
+) -> dict[str, list[int]]:
+    """A card's full shapes (given at batch 1) with ``batch`` on each input's batch axis."""
+    placed = {name: list(dims) for name, dims in shapes.items()}
+    for name, dims in placed.items():
+        axis = axes.get(name, 0)
+        if axis is not None and axis < len(dims):
+            dims[axis] = batch
+    return placed
+
+
+def batch_policy(
+    session: Session,
+    profile: DeviceProfile | None = None,
+    *,
+    folder: Path | None = None,
+    measure: Measure | None = None,
+) -> BatchPolicy:
+    """The instances and max batch size for ``session`` on ``profile`` (default: this device), measured once.
+
+    ``measure`` times the session (default `measure_per_row`); ``folder`` is the cache (default edgerun's).
+    """
+    profile = profile or current_device()
+    instances, instances_why = device_instances(session.plan, profile)
+    fixed = fixed_batch_reason(session)
+    if fixed is not None:
+        return BatchPolicy(instances, instances_why, 1, fixed, source="fixed")
+    store, entry, expected = _spot(session.model.sha256, session.plan, profile, folder)
+    with store.lock(entry):  # a second process measuring this model waits, then reads the entry
+        cached = _read(store, entry, expected)
+        if cached is not None:
+            size, why = choose_max_batch(cached)
+            return BatchPolicy(instances, instances_why, size, why, cached, source="cache")
+        try:
+            per_row = (measure or measure_per_row)(session, SIZES)
+        except (EdgerunError, ValueError) as exc:  # inputs random_feeds cannot make (an unsized symbol)
+            why = f"not measured ({exc}): max batch {UNMEASURED_MAX_BATCH}"
+            return BatchPolicy(instances, instances_why, UNMEASURED_MAX_BATCH, why, source="unmeasured")
+        text = json.dumps({"per_row_ms": {str(k): v for k, v in per_row.items()}}, indent=2, sort_keys=True)
+        store.store(entry, text.encode() + b"\n", expected)
+    size, why = choose_max_batch(per_row)
+    return BatchPolicy(instances, instances_why, size, why, per_row, source="measured")
+
+
+def cached_policy(
+    model_sha256: str, plan: Plan, profile: DeviceProfile, *, folder: Path | None = None
+) -> BatchPolicy | None:
+    """The policy from an earlier measurement of this model, plan and device, or None (nothing measured here)."""
+    store, entry, expected = _spot(model_sha256, plan, profile, folder)
+    cached = _read(store, entry, expected)
+    if cached is None:
+        return None
+    instances, instances_why = device_instances(plan, profile)
+    size, why = choose_max_batch(cached)
+    return BatchPolicy(instances, instances_why, size, why, cached, source="cache")
+
+
+def policy_settings(model_sha256: str, plan: Plan, profile: DeviceProfile) -> dict[str, Any]:
+    """Everything that changes the measured per-row costs (the cache key)."""
+    return {
+        "version": POLICY_VERSION,
+        "model_sha256": model_sha256,
+        "device": {"kind": profile.kind, "cpu": profile.cpu, "arch": profile.arch, "gpu": profile.gpu_name},
+        "plan_device": plan.device,
+        "backend": plan.backend,
+        "backend_version": plan.backend_version,
+        "precision": plan.precision,
+        "threads": plan.threads,
+        "onnxruntime": _version("onnxruntime"),
+        "sizes": list(SIZES),
+    }
+
+
+def _spot(
+    model_sha256: str, plan: Plan, profile: DeviceProfile, folder: Path | None
+) -> tuple[ManifestStore, Path, dict[str, Any]]:
+    settings = policy_settings(model_sha256, plan, profile)
+    store = ManifestStore(writable(folder or cache_dir() / "batching"), mismatch="it was measured for other settings")
+    entry = store.root / model_sha256[:16] / f"policy-{digest(settings)[:16]}.policy"
+    return store, entry, {"settings": settings}
+
+
+def _read(store: ManifestStore, entry: Path, expected: dict[str, Any]) -> dict[int, float] | None:
+    """The cached per-row costs, or None; a corrupt or stale entry is removed (with a warning)."""
+    found = store.lookup(
+        entry, expected, _check, warning="cached batching measurement %s is unusable: %s; measuring again"
+    )
+    return None if found is None else _costs(json.loads(found.path.read_text()))
+
+
+def _check(path: Path) -> None:
+    _costs(json.loads(path.read_text()))
+
+
+def _costs(data: Any) -> dict[int, float]:
+    """The per-row costs in a cache entry; ValueError when it is not a usable table."""
+    table = data.get("per_row_ms") if isinstance(data, dict) else None
+    if not isinstance(table, dict) or not table:
+        raise ValueError("no per_row_ms table")
+    costs = {int(k): float(v) for k, v in table.items()}
+    if any(size < 1 or not cost > 0 for size, cost in costs.items()):
+        raise ValueError("per-row costs must be positive at sizes >= 1")
+    return costs
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g} ms"
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,182 @@
+"""The batcher's device defaults: the max-batch rule, its cache, instances from cores, and load's use of them."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import edgerun
+from edgerun.runtime.batching import BatchedSession, batched_session, batching_options
+from edgerun.runtime.batching.policy import (
+    MIN_GAIN,
+    SIZES,
+    batch_policy,
+    cached_policy,
+    choose_max_batch,
+    device_instances,
+)
+from edgerun.runtime.device import current_device
+from edgerun.runtime.session import Session
+from tests import onnx_factory
+
+MLP_LIKE = {1: 1.0, 2: 0.5, 4: 0.25, 8: 0.13, 16: 0.07}
+CNN_LIKE = {1: 10.4, 2: 11.0, 4: 12.1, 8: 13.5, 16: 14.6}
+
+factors = st.lists(st.floats(0.05, 2.0), min_size=len(SIZES) - 1, max_size=len(SIZES) - 1)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test its own cache: a measurement another test (or a real load) cached would answer first."""
+    monkeypatch.setenv("EDGERUN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _table(first: float, steps: Sequence[float]) -> dict[int, float]:
+    costs = {SIZES[0]: first}
+    for size, previous, factor in zip(SIZES[1:], SIZES[:-1], steps, strict=True):
+        costs[size] = costs[previous] * factor
+    return costs
+
+
+@given(st.floats(0.01, 100.0), st.lists(st.floats(0.1, 1 - MIN_GAIN - 1e-6), min_size=4, max_size=4))
+def test_costs_falling_enough_at_every_doubling_batch_to_16(first: float, steps: list[float]) -> None:
+    size, why = choose_max_batch(_table(first, steps))
+    assert size == 16
+    assert "up to 16" in why
+
+
+@given(st.floats(0.01, 100.0), st.lists(st.floats(1 - MIN_GAIN + 1e-6, 3.0), min_size=4, max_size=4))
+def test_flat_or_rising_costs_do_not_batch(first: float, steps: list[float]) -> None:
+    size, why = choose_max_batch(_table(first, steps))
+    assert size == 1
+    assert "no gain from batching" in why
+
+
+@given(st.floats(0.01, 100.0), factors)
+def test_the_cap_is_where_the_first_doubling_stops_paying(first: float, steps: list[float]) -> None:
+    table = _table(first, steps)
+    size, _ = choose_max_batch(table)
+    assert size in SIZES
+    reached = SIZES[: SIZES.index(size) + 1]
+    assert all(table[b] <= table[a] * (1 - MIN_GAIN) for a, b in itertools.pairwise(reached))
+    if size != SIZES[-1]:
+        following = SIZES[SIZES.index(size) + 1]
+        assert table[following] > table[size] * (1 - MIN_GAIN)
+
+
+def test_the_reasons_name_the_costs() -> None:
+    assert choose_max_batch(CNN_LIKE) == (
+        1,
+        "per-row cost 10.4 ms at 1, 14.6 ms at 16: no gain from batching on this device",
+    )
+    size, why = choose_max_batch({1: 1.0, 2: 0.5, 4: 0.48})
+    assert size == 2
+    assert "gain < 10% per doubling past 2" in why
+    with pytest.raises(ValueError, match="no per-row costs"):
+        choose_max_batch({})
+
+
+class Measured:
+    """A stand-in for the timing: a fixed table, counting calls."""
+
+    def __init__(self, table: dict[int, float]) -> None:
+        self.table = table
+        self.calls = 0
+
+    def __call__(self, session: Session, sizes: Sequence[int]) -> dict[int, float]:
+        self.calls += 1
+        return dict(self.table)
+
+
+def test_the_measurement_is_cached_and_a_corrupt_entry_measured_again(tmp_path: Path) -> None:
+    measure = Measured(MLP_LIKE)
+    with edgerun.load("digits-student") as session:
+        first = batch_policy(session, folder=tmp_path, measure=measure)
+        again = batch_policy(session, folder=tmp_path, measure=measure)
+        assert (first.source, again.source, measure.calls) == ("measured", "cache", 1)
+        assert first.max_batch_size == again.max_batch_size == 16
+        assert cached_policy(session.model.sha256, session.plan, current_device(), folder=tmp_path) == again
+        (entry,) = [p for p in tmp_path.rglob("*.policy")]
+        entry.write_text("{not json")
+        healed = batch_policy(session, folder=tmp_path, measure=measure)
+        assert (healed.source, measure.calls) == ("measured", 2)
+        other = dataclasses.replace(session.plan, threads=session.plan.threads + 1)
+        assert cached_policy(session.model.sha256, other, current_device(), folder=tmp_path) is None
+
+
+def test_the_cache_lives_under_edgerun_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGERUN_CACHE_DIR", str(tmp_path))
+    with edgerun.load("digits-student") as session:
+        batch_policy(session, measure=Measured(CNN_LIKE))
+    assert list((tmp_path / "batching").rglob("*.policy"))
+
+
+def test_a_fixed_batch_axis_gets_batch_1_unmeasured(tmp_path: Path) -> None:
+    path = onnx_factory.save(onnx_factory.two_input_add(batch=1), tmp_path / "fixed.onnx")
+    measure = Measured(MLP_LIKE)
+    with edgerun.load(path) as session:
+        policy = batch_policy(session, folder=tmp_path / "cache", measure=measure)
+    assert (policy.max_batch_size, policy.source, measure.calls) == (1, "fixed", 0)
+    assert "fixes its batch axis at 1" in policy.batch_why
+
+
+def test_instances_from_cores_and_threads_and_2_on_a_gpu() -> None:
+    with edgerun.load("digits-student") as session:
+        plan = dataclasses.replace(session.plan, threads=2, device="cpu")
+        eight = dataclasses.replace(current_device(), cores=8)
+        assert device_instances(plan, eight) == (4, "8 cores / 2 threads per session")
+        assert device_instances(plan, dataclasses.replace(eight, cores=1))[0] == 1
+        gpu = dataclasses.replace(plan, device="cuda:0")
+        count, why = device_instances(gpu, eight)
+        assert count == 2
+        assert "GPU" in why
+        policy = batch_policy(session, eight, measure=Measured(CNN_LIKE))
+        assert policy.instances == 8 // session.plan.threads
+
+
+def _chosen(batched: BatchedSession) -> dict[str, Any]:
+    stats = batched.batcher.stats()
+    return dict(stats["chosen"]) if "chosen" in stats else dict(vars(batched.batcher)["chosen"])
+
+
+def test_batching_true_takes_the_policy_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("edgerun.runtime.batching.policy.measure_per_row", Measured(CNN_LIKE))
+    eight = dataclasses.replace(current_device(), cores=8)
+    with edgerun.load("digits-student") as session:
+        with batched_session(session.reopen(), True, profile=eight) as batched:
+            assert isinstance(batched, BatchedSession)
+            assert (batched.batcher.max_batch_size, batched.batcher._pool_size) == (1, 8 // session.plan.threads)
+            chosen = _chosen(batched)
+            assert chosen["max_batch_size"] == 1
+            assert "no gain from batching" in chosen["batch_why"]
+            assert chosen["instances_why"].startswith("8 cores")
+        options = batching_options({"max_queue_delay_ms": 2, "instances": 3}, session, eight)
+        assert options == {"max_batch_size": 1, "instances": 3, "max_queue_delay_ms": 2}
+
+
+def test_explicit_options_win_and_measure_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    measure = Measured(CNN_LIKE)
+    monkeypatch.setattr("edgerun.runtime.batching.policy.measure_per_row", measure)
+    with edgerun.load("digits-student") as session:
+        assert batching_options(4, session) == {"max_batch_size": 4}
+        assert batching_options({"max_batch_size": 2, "instances": 2}, session) == {"max_batch_size": 2, "instances": 2}
+        with batched_session(session.reopen(), 4) as batched:
+            assert _chosen(batched) == {"max_batch_size": 4, "batch_why": "given"}
+    assert batching_options(True) == {"max_batch_size": 8}
+    assert measure.calls == 0
+
+
+def test_load_with_batching_true_uses_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("edgerun.runtime.batching.policy.measure_per_row", Measured(MLP_LIKE))
+    with edgerun.load("digits-student", batching=True) as batched:
+        assert isinstance(batched, BatchedSession)
+        chosen = _chosen(batched)
+        assert batched.batcher.max_batch_size == 16
+        assert "up to 16" in chosen["batch_why"]
