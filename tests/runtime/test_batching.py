@@ -1333,3 +1333,84 @@ def test_a_request_cancelled_while_a_worker_takes_it_never_runs(rows: Session) -
     assert not contains_row(gate.executed("x"), tagged_rows(11, 1, 3))
     assert later["y"].shape == (1, 3)
     assert (stats["cancelled"], stats["batches"]) == (1, 2)
+
+
+# --- blocking infer: result slots, callers woken in turn, batches run by the caller completing them ---
+
+
+def test_blocking_callers_of_one_batch_each_get_their_own_rows(rows: Session, rows_ref: Session) -> None:
+    inputs = tagged_requests([(3, 1), (3, 2), (3, 1), (3, 3), (3, 1)])
+    results: dict[int, np.ndarray] = {}
+    with DynamicBatcher(rows, max_batch_size=8) as batcher, Gate(rows, held=True) as gate:
+        blocker = batcher.submit(tagged_rows(90, 1, 3))
+        gate.wait_calls(1)
+        callers = [
+            threading.Thread(target=lambda i=i, x=x: results.__setitem__(i, batcher.infer(x)["y"]))
+            for i, x in enumerate(inputs)
+        ]
+        for caller in callers:
+            caller.start()
+        wait_until(lambda: batcher.stats()["queued"] == len(inputs))
+        gate.open()
+        blocker.result(timeout=WAIT_S)
+        for caller in callers:
+            caller.join(WAIT_S)
+    assert gate.batch_rows() == [1, 8]  # all five in one batch, every caller woken
+    for i, x in enumerate(inputs):
+        np.testing.assert_array_equal(results[i], rows_ref.run(x)["y"])
+
+
+def test_close_without_drain_cancels_queued_blocking_callers(rows: Session) -> None:
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            batcher.infer(tagged_rows(70, 1, 3))
+        except BaseException as exc:
+            errors.append(exc)
+
+    batcher = DynamicBatcher(rows, max_batch_size=8)
+    with Gate(rows, held=True) as gate:
+        in_flight = batcher.submit(tagged_rows(60, 1, 3))
+        gate.wait_calls(1)
+        callers = [threading.Thread(target=call) for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        wait_until(lambda: batcher.stats()["queued"] == 3)
+        closer = threading.Thread(target=batcher.close, kwargs={"drain": False})
+        closer.start()
+        for caller in callers:
+            caller.join(WAIT_S)
+        assert len(errors) == 3
+        assert all(isinstance(e, CancelledError) for e in errors)
+        gate.open()
+        closer.join(WAIT_S)
+    in_flight.result(timeout=WAIT_S)
+    assert batcher.stats()["cancelled"] == 3
+    assert gate.batch_rows() == [1]
+
+
+def test_a_held_request_runs_when_the_others_of_a_batch_a_caller_ran_never_come_back(rows: Session) -> None:
+    """The last caller back runs the batch in its own thread; afterwards only one caller returns, and
+    its request, held for the others, must still run once the hold ends (no worker was timed for it)."""
+    with DynamicBatcher(rows, max_batch_size=8, preferred_batch_sizes=[3], max_queue_delay_ms=200) as batcher:
+        with Gate(rows, held=True) as gate:
+            _run_a_batch_of_three(batcher, gate)
+        threads = [threading.Thread(target=batcher.infer, args=(tagged_rows(400 + i, 1, 3),)) for i in range(3)]
+        for thread in threads:  # the three callers come back: the last one completes the batch
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_S)
+        started = time.perf_counter()
+        lone = batcher.infer(tagged_rows(500, 1, 3))  # the other two never come back
+        waited = time.perf_counter() - started
+    assert gate.batch_rows()[:2] == [1, 3]
+    np.testing.assert_array_equal(lone["y"], 2 * tagged_rows(500, 1, 3) + tagged_rows(500, 1, 3).sum())
+    assert waited < 0.2 + 1.0  # the rest of the delay at most (plus slack), not forever
+
+
+def test_stats_include_what_the_defaults_chose(digits: Session) -> None:
+    with DynamicBatcher(digits, max_batch_size=4) as batcher:
+        assert "chosen" not in batcher.stats()
+        batcher.chosen.update(instances=2, why="two cores")
+        assert batcher.stats()["chosen"] == {"instances": 2, "why": "two cores"}

@@ -37,7 +37,15 @@ import numpy as np
 from edgerun.errors import BackendError, BatcherClosedError, InputError, QueueFullError, RequestTimeoutError
 from edgerun.runtime.batching.layout import Layout
 from edgerun.runtime.batching.options import check_args
-from edgerun.runtime.batching.requests import Outcome, Request, count_rows, resolve_all, split_rows, stack_rows
+from edgerun.runtime.batching.requests import (
+    Group,
+    Outcome,
+    Request,
+    count_rows,
+    resolve_all,
+    split_rows,
+    stack_rows,
+)
 from edgerun.runtime.batching.stats import Stats
 from edgerun.runtime.session import Session
 from edgerun.runtime.streaming import Stream
@@ -98,7 +106,7 @@ class DynamicBatcher:
         """Workers (and close) wait here for queued work or a returned session."""
         self._deadline_wake = threading.Condition(self._lock)
         """The timeout reaper waits here for an earlier deadline or close."""
-        self._groups: OrderedDict[tuple[Any, ...], deque[Request]] = OrderedDict()
+        self._groups: OrderedDict[tuple[Any, ...], Group] = OrderedDict()
         self._queued = 0
         self._closing = False
         self._drain = True
@@ -113,6 +121,14 @@ class DynamicBatcher:
         self._expected_back = 0
         """Callers of that batch not yet back; when the last one is, the wait ends at once."""
         self._finished: dict[int, Outcome] = {}
+        self._idle_timed = 0
+        """Idle workers whose wait ends with the current hold (a held request then needs no wake-up)."""
+        self.chosen: dict[str, Any] = {}
+        """What the defaults chose (instances, max batch size) and why; in ``stats()`` when set."""
+        inputs = session.inputs
+        self._single = inputs[0].name if self._plain and len(inputs) == 1 else None
+        """The one input's name (plain layout): a bare array like the last accepted one skips validation."""
+        self._group_keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._workers = [
             threading.Thread(target=self._work, name=f"edgerun-batcher-{i}", daemon=True) for i in range(instances)
         ]
@@ -126,11 +142,14 @@ class DynamicBatcher:
         self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
     ) -> Future[dict[str, np.ndarray]]:
         """Queue a request; the future resolves to exactly this request's rows of every output."""
-        return self._admit(feeds, timeout_ms).future
+        future: Future[dict[str, np.ndarray]] = Future()
+        request = self._admit(feeds, timeout_ms, future)
+        future.add_done_callback(lambda _: self._on_done(request))
+        return future
 
     def infer(self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None) -> dict[str, np.ndarray]:
         """Run a request and wait for it; on an idle batcher it runs at once in this thread."""
-        return self._admit(feeds, timeout_ms, inline=True).future.result()
+        return self._admit(feeds, timeout_ms, None).wait()
 
     async def infer_async(
         self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
@@ -148,7 +167,10 @@ class DynamicBatcher:
     def stats(self) -> dict[str, Any]:
         """Counters, batch-size histogram and queue-wait / execution percentiles (ms)."""
         with self._lock:
-            return self._stats.summary(self._queued)
+            summary = self._stats.summary(self._queued)
+        if self.chosen:
+            summary["chosen"] = dict(self.chosen)
+        return summary
 
     def close(self, drain: bool = True) -> None:
         """Stop: finish queued work (``drain``) or cancel it; waits for every thread and inline call."""
@@ -168,7 +190,7 @@ class DynamicBatcher:
             self._wake.notify_all()
             self._deadline_wake.notify_all()
         for request in cancelled:
-            if request.future.cancel():
+            if request.future is not None and request.future.cancel():
                 request.future.set_running_or_notify_cancel()  # what wakes concurrent.futures.wait()
         resolve_all(outcomes)
         current = threading.current_thread()
@@ -196,22 +218,14 @@ class DynamicBatcher:
 
     # --- admission ----------------------------------------------------------------------------
 
-    def _admit(self, feeds: Any, timeout_ms: float | None, inline: bool = False) -> Request:
-        if self._plain:
-            checked = dict(self.session.validate(feeds))  # our own dict: the caller may reuse theirs
-            rows = count_rows(checked, self.session.label)
-            group = tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(checked.items()))
-        else:
-            checked = dict(self.session.validate(self.layout.fill(feeds)))
-            rows, group = self.layout.rows_and_group(checked)
-        if rows > self.max_batch_size:
-            raise InputError(
-                f"{self.session.label}: request of {rows} rows exceeds max_batch_size {self.max_batch_size}",
-                expected=f"<= {self.max_batch_size} rows",
-                got=f"{rows} rows",
-            )
+    def _admit(self, feeds: Any, timeout_ms: float | None, future: Future[dict[str, np.ndarray]] | None) -> Request:
+        """Validate and queue a request (``future`` None: a blocking ``infer``, which an idle batcher
+        runs at once in the caller's thread); wake a worker only when the request changes its plan."""
+        checked, rows, group = self._check(feeds)
         timeout_s = self.default_timeout_s if timeout_ms is None else timeout_ms / 1e3
         now = time.perf_counter()
+        batch: list[Request] = []
+        withdrawn: list[Outcome] = []
         with self._lock:
             if self._closing:
                 raise BatcherClosedError(f"batcher for {self.session.label} is closed")
@@ -221,40 +235,107 @@ class DynamicBatcher:
                     f"{self.session.label}: queue full ({self._queued} requests waiting, max_queue_size "
                     f"{self.max_queue_size}); retry later or raise the limit"
                 )
+            holding = now < self._busy_until
+            held = self._hold_until_locked(now) if holding else 0.0
             request = Request(
-                feeds=checked,
-                rows=rows,
-                group=group,
-                future=Future(),
-                enqueued=now,
-                deadline=now + timeout_s if timeout_s > 0 else None,
-                sequence=next(self._sequence),
-                behind_busy=not self._free,
-                hold_until=self._hold_until_locked(now),
+                checked,
+                rows,
+                group,
+                future,
+                now,
+                now + timeout_s if timeout_s > 0 else None,
+                next(self._sequence),
+                not self._free,
+                held,
             )
             self._stats.requests += 1
             session = None
-            if inline and self._free and not self._queued and not request.hold_until:
-                session = self._free.pop()  # idle batcher: run here, no hand-off to a worker
-                request.state = "taken"
-                request.future.set_running_or_notify_cancel()
-                self._stats.inline += 1
-                self._stats.queue_wait_s.append(0.0)
-            else:
-                self._groups.setdefault(group, deque()).append(request)
+            if future is None:
+                request.waiter = waiter = threading.Lock()
+                waiter.acquire()
+                if self._free and not self._queued and not held:
+                    session = self._free.pop()  # idle batcher: run here, no hand-off to a worker
+                    request.state = "taken"
+                    self._stats.inline += 1
+                    self._stats.queue_wait_s.append(0.0)
+            if session is None:
+                queue = self._groups.get(group)
+                # A new group needs a worker, unless it is held, nothing else is queued and an idle
+                # worker waits until the hold ends anyway. The last caller back ends the hold.
+                timed = held and not self._queued and self._idle_timed
+                wake = (queue is None and not timed) or (holding and not held)
+                if queue is None:
+                    queue = self._groups[group] = Group()
+                queue.append(request)
+                queue.rows += rows
                 self._queued += 1
                 if request.deadline is not None:
                     earliest = not self._deadlines or request.deadline < self._deadlines[0][0]
                     heapq.heappush(self._deadlines, (request.deadline, request.sequence, request))
                     if earliest:
                         self._deadline_wake.notify()
-                if self._free:  # a worker can take it now; otherwise the next finished batch will
-                    self._wake.notify()
+                # A worker waits for the head of each group (or the end of a hold): only a new group,
+                # a full one or everyone being back changes its plan (one wake-up per batch).
+                if self._free and (wake or queue.rows >= self._target_rows(queue.rows)):
+                    if future is None and self._ready_now_locked(queue, now):
+                        # The caller completing a batch runs it here: no hand-off to a worker and back.
+                        batch = self._take_locked(group, queue, withdrawn)
+                        if batch:
+                            session = self._free.pop()
+                    else:
+                        self._wake.notify()
+            else:
+                batch = [request]
+        resolve_all(withdrawn)
         if session is not None:
-            self._execute(session, [request])
-        else:
-            request.future.add_done_callback(lambda _: self._on_done(request))
+            self._execute(session, batch, request)
         return request
+
+    def _ready_now_locked(self, queue: Group, now: float) -> bool:
+        """Whether ``queue`` (the only group, holding the caller's request) is a whole batch ready to run."""
+        if len(self._groups) != 1 or queue.rows > self.max_batch_size:
+            return False
+        return queue.rows >= self._target_rows(queue.rows) or self._ready_at_locked(queue[0]) <= now
+
+    def _check(self, feeds: Any) -> tuple[dict[str, np.ndarray], int, tuple[Any, ...]]:
+        """A request's validated feeds (a dict of our own: the caller may reuse theirs), rows and group key."""
+        if self._single is not None and type(feeds) is np.ndarray:
+            accepted = self.session.validate.accepted_array
+            if (
+                accepted is not None
+                and feeds.shape == accepted[0]
+                and feeds.dtype == accepted[1]
+                and feeds.flags.c_contiguous
+                and feeds.shape[0] > 0
+            ):
+                rows = feeds.shape[0]  # the fast path of Session.run: as checked as the last accepted array
+            else:
+                rows = 0
+            if rows:
+                key = (feeds.dtype.str, feeds.shape[1:])
+                group = self._group_keys.get(key)
+                if group is None:
+                    group = self._group_keys[key] = ((self._single, *key),)
+                checked: dict[str, np.ndarray] = {self._single: feeds}
+                rows = self._within_max(rows)
+                return checked, rows, group
+        if self._plain:
+            checked = dict(self.session.validate(feeds))
+            rows = count_rows(checked, self.session.label)
+            group = tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(checked.items()))
+        else:
+            checked = dict(self.session.validate(self.layout.fill(feeds)))
+            rows, group = self.layout.rows_and_group(checked)
+        return checked, self._within_max(rows), group
+
+    def _within_max(self, rows: int) -> int:
+        if rows > self.max_batch_size:
+            raise InputError(
+                f"{self.session.label}: request of {rows} rows exceeds max_batch_size {self.max_batch_size}",
+                expected=f"<= {self.max_batch_size} rows",
+                got=f"{rows} rows",
+            )
+        return rows
 
     def _hold_until_locked(self, now: float) -> float:
         """How long a new request may wait for the callers of the batch that just ended (0: no wait).
@@ -268,6 +349,7 @@ class DynamicBatcher:
         self._expected_back -= 1
         if self._expected_back <= 0:
             self._busy_until = now  # everyone is back: whatever is held can run now
+            self._expected_back = 0
             return 0.0
         return self._busy_until
 
@@ -279,6 +361,7 @@ class DynamicBatcher:
 
     def _on_done(self, request: Request) -> None:
         """A caller cancelled a queued request: withdraw it at once (it frees its place)."""
+        assert request.future is not None
         if not request.future.cancelled():
             return
         with self._lock:
@@ -312,24 +395,36 @@ class DynamicBatcher:
                 if choice is not None:
                     batch = self._take_locked(*choice, withdrawn)
                     if batch:
-                        return batch, self._free.pop()  # the warmest session
+                        session = self._free.pop()  # the warmest session
+                        if self._queued and self._free:
+                            self._wake.notify()  # more work and another free worker: pass it on
+                        return batch, session
                 continue
             if self._closing and (not self._queued or not self._drain):
                 return [], None
-            self._wake.wait()
+            # Idle: until news, or until the hold after a batch ends (held requests do not wake us).
+            hold = self._busy_until - time.perf_counter() if self._busy_until else 0.0
+            if hold <= 0:
+                self._wake.wait()
+                continue
+            self._idle_timed += 1  # held requests need not wake this worker: it wakes when the hold ends
+            try:
+                self._wake.wait(hold)
+            finally:
+                self._idle_timed -= 1
 
-    def _choose_locked(self) -> tuple[tuple[Any, ...], deque[Request]] | None:
+    def _choose_locked(self) -> tuple[tuple[Any, ...], Group] | None:
         """A group ready to run: a full one first, else the oldest whose own wait is over.
 
         Each group is judged on its own, so one group waiting for company never holds up another
         that is ready. Returns None after waiting (until the earliest wait ends or news arrives).
         """
         now = time.perf_counter()
-        full: list[tuple[tuple[Any, ...], deque[Request]]] = []
-        ready: list[tuple[tuple[Any, ...], deque[Request]]] = []
+        full: list[tuple[tuple[Any, ...], Group]] = []
+        ready: list[tuple[tuple[Any, ...], Group]] = []
         earliest = float("inf")
         for key, group in self._groups.items():
-            rows = sum(r.rows for r in group)
+            rows = group.rows
             if rows >= self._target_rows(rows):
                 full.append((key, group))
                 continue
@@ -363,7 +458,7 @@ class DynamicBatcher:
                 return size
         return self.max_batch_size
 
-    def _take_locked(self, key: tuple[Any, ...], group: deque[Request], withdrawn: list[Outcome]) -> list[Request]:
+    def _take_locked(self, key: tuple[Any, ...], group: Group, withdrawn: list[Outcome]) -> list[Request]:
         """Up to ``max_batch_size`` rows from the head of ``group``, marked running.
 
         A request its caller cancels while it is being taken (its ``_on_done`` is waiting for the
@@ -372,26 +467,33 @@ class DynamicBatcher:
         batch: list[Request] = []
         rows = 0
         now = time.perf_counter()
-        while group and rows + group[0].rows <= self.max_batch_size:
+        waits = self._stats.queue_wait_s
+        limit = self.max_batch_size
+        while group and rows + group[0].rows <= limit:
             request = group.popleft()
+            group.rows -= request.rows
             self._queued -= 1
-            if not request.future.set_running_or_notify_cancel():
+            if request.future is not None and not request.future.set_running_or_notify_cancel():
                 withdrawn.extend(self._cancel_locked(request))
                 continue
             request.state = "taken"
-            self._stats.queue_wait_s.append(now - request.enqueued)
+            waits.append(now - request.enqueued)
             batch.append(request)
             rows += request.rows
         if not group:
             del self._groups[key]
         return batch
 
-    def _execute(self, session: Session, batch: list[Request]) -> None:
-        """Run one batch on ``session`` and hand every request its rows (or the batch's error)."""
+    def _execute(self, session: Session, batch: list[Request], own: Request | None = None) -> None:
+        """Run one batch on ``session`` and hand every request its rows (or the batch's error).
+
+        ``own``: the request of the caller running the batch in its thread, woken first (it is awake).
+        """
         outcomes: list[Outcome] = []
+        elapsed: float | None = None  # set once the batch ran: its counters are updated once, below
+        rows = [r.rows for r in batch]
+        total = sum(rows)
         try:
-            rows = [r.rows for r in batch]
-            total = sum(rows)
             padded = self._padded_size(total)
             started = time.perf_counter()
             try:
@@ -418,14 +520,20 @@ class DynamicBatcher:
                     raise
                 return
             elapsed = time.perf_counter() - started
-            with self._lock:
-                self._stats.batches += 1
-                self._stats.batch_sizes[total] += 1
-                self._stats.execute_s.append(elapsed)
-                for request, result in zip(batch, results, strict=True):
-                    outcomes += self._release_locked(Outcome(request, result, None))
+            if self.preserve_order:
+                with self._lock:
+                    for request, result in zip(batch, results, strict=True):
+                        outcomes += self._release_locked(Outcome(request, result, None))
+            else:
+                outcomes = [Outcome(request, result, None) for request, result in zip(batch, results, strict=True)]
+                if own is not None and own is not batch[0]:
+                    outcomes.sort(key=lambda outcome: outcome.request is not own)  # the awake caller wakes the rest
         finally:
             with self._lock:
+                if elapsed is not None:
+                    self._stats.batches += 1
+                    self._stats.batch_sizes[total] += 1
+                    self._stats.execute_s.append(elapsed)
                 self._last_batch_end = time.perf_counter()
                 if len(batch) > 1 and self.max_queue_delay_s:
                     self._busy_until = self._last_batch_end + self.max_queue_delay_s
@@ -457,6 +565,7 @@ class DynamicBatcher:
         group = self._groups.get(request.group)
         if group is not None and request in group:
             group.remove(request)
+            group.rows -= request.rows
             self._queued -= 1
             if not group:
                 del self._groups[request.group]

@@ -7,8 +7,10 @@ resolved outside the batcher's lock (`resolve_all`), so futures' callbacks may u
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +19,21 @@ import numpy as np
 from edgerun.errors import BackendError, InputError
 
 
-@dataclass(eq=False)  # identity: requests hold arrays, and `in`/remove must not compare them
+@dataclass(eq=False, slots=True)  # identity: requests hold arrays, and `in`/remove must not compare them
 class Request:
-    """One caller's feeds, queued until a worker takes them into a batch."""
+    """One caller's feeds, queued until a worker takes them into a batch.
+
+    A ``submit`` request resolves its ``future``; a blocking ``infer`` one (``future`` None) is its
+    own result slot: the worker stores the result or error and releases ``waiter``, which the
+    caller is blocked acquiring (CPython's cheapest hand-off between threads). The callers of one
+    batch are woken in turn, each by the one before as it wakes (``successor``): one thread at a
+    time asks for the GIL, instead of all of them at once while the worker still holds it.
+    """
 
     feeds: dict[str, np.ndarray]
     rows: int
     group: tuple[Any, ...]
-    future: Future[dict[str, np.ndarray]]
+    future: Future[dict[str, np.ndarray]] | None
     enqueued: float
     deadline: float | None
     sequence: int
@@ -35,9 +44,43 @@ class Request:
     callers to come back (0.0: it did not)."""
     state: str = "queued"
     """queued -> taken | expired | cancelled."""
+    waiter: Any = None
+    """A blocking request's lock, held until its outcome is stored (None for ``submit``)."""
+    result: dict[str, np.ndarray] | None = None
+    error: BaseException | None = None
+    successor: Request | None = None
+    """The next blocking request resolved with this one: this caller wakes it as soon as it wakes."""
+
+    def wait(self) -> dict[str, np.ndarray]:
+        """A blocking request's rows, once a worker (or the caller's own inline run) stored them."""
+        woken = False
+        try:
+            woken = self.waiter.acquire()
+        finally:
+            if woken:
+                if self.successor is not None:
+                    self.successor.waiter.release()
+            else:  # interrupted (KeyboardInterrupt): still wake the rest when our turn comes
+                threading.Thread(target=self._pass_on, name="edgerun-batcher-wake", daemon=True).start()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def _pass_on(self) -> None:
+        """For a caller that stopped waiting: take its turn when it comes, and wake the next one."""
+        self.waiter.acquire()
+        if self.successor is not None:
+            self.successor.waiter.release()
 
 
-@dataclass
+class Group(deque[Request]):
+    """The queued requests of one shape group, with their total rows kept up to date."""
+
+    rows: int = 0
+
+
+@dataclass(slots=True)
 class Outcome:
     """What a request's future resolves to: its rows, or the error that failed it (neither: cancelled)."""
 
@@ -47,9 +90,23 @@ class Outcome:
 
 
 def resolve_all(outcomes: list[Outcome]) -> None:
-    """Resolve each outcome's future, skipping those their callers already cancelled."""
+    """Resolve each outcome's future (or blocking slot), skipping futures their callers cancelled."""
+    first: Request | None = None
+    last: Request | None = None
     for outcome in outcomes:
-        future = outcome.request.future
+        request = outcome.request
+        future = request.future
+        if future is None:  # a blocking slot: no outcome at all means close(drain=False) cancelled it
+            request.result = outcome.result
+            request.error = outcome.error
+            if outcome.result is None and outcome.error is None:
+                request.error = CancelledError()
+            if last is None:
+                first = request
+            else:
+                last.successor = request
+            last = request
+            continue
         if future.done():  # cancelled (by the caller, or close(drain=False))
             continue
         if not future.running() and not future.set_running_or_notify_cancel():
@@ -58,6 +115,8 @@ def resolve_all(outcomes: list[Outcome]) -> None:
             future.set_exception(outcome.error)
         elif outcome.result is not None:
             future.set_result(outcome.result)
+    if first is not None:
+        first.waiter.release()  # the rest are woken in turn, each by the caller before it
 
 
 def count_rows(feeds: Mapping[str, np.ndarray], label: str) -> int:
