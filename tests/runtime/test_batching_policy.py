@@ -180,3 +180,17 @@ def test_load_with_batching_true_uses_the_policy(monkeypatch: pytest.MonkeyPatch
         chosen = _chosen(batched)
         assert batched.batcher.max_batch_size == 16
         assert "up to 16" in chosen["batch_why"]
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "per_row", "delay_ms"),
+    [(16, {1: 3.05, 16: 0.44}, 2.0), (8, {1: 0.047, 8: 0.013}, 0.1), (4, {1: 0.6, 4: 0.3}, 0.6), (1, {1: 47.3}, 0.0),
+     (8, {}, 1.0)],
+)  # fmt: skip
+def test_queue_delay_is_about_one_single_call(max_batch: int, per_row: dict[int, float], delay_ms: float) -> None:
+    from edgerun.runtime.batching.policy import BatchPolicy
+
+    policy = BatchPolicy(2, "2 cores", max_batch, "why", per_row)
+    assert policy.queue_delay_ms == pytest.approx(delay_ms)
+    assert policy.options()["max_queue_delay_ms"] == pytest.approx(delay_ms)
+    assert policy.chosen()["max_queue_delay_ms"] == pytest.approx(delay_ms)

@@ -41,6 +41,10 @@ UNMEASURED_MAX_BATCH = 8
 """The cap when the session cannot be timed (inputs it cannot make up): the earlier fixed default."""
 POLICY_VERSION = 1
 """Bumped when what is measured changes (not the rule, which is applied on reading)."""
+DEFAULT_DELAY_MS = 1.0
+MIN_DELAY_MS = 0.1
+MAX_DELAY_MS = 2.0
+"""Bounds of the default queue delay (`BatchPolicy.queue_delay_ms`)."""
 WARMUP_CALLS = 1
 TIMED_CALLS = 5
 TIME_PER_SIZE_S = 0.5
@@ -62,9 +66,26 @@ class BatchPolicy:
     source: str = "measured"
     """``measured`` (now), ``cache``, ``fixed`` (batch axis fixed: nothing to measure) or ``unmeasured``."""
 
+    @property
+    def queue_delay_ms(self) -> float:
+        """How long a request may wait for company under load: about one batch-1 call, 0.1-2 ms; none at max batch 1.
+
+        Without it a busy batcher with two instances takes whatever is queued at once and batches
+        stay small (measured: MLP 4x2048, 16 callers, mean batch 4.3 and 0.64x the rate of one
+        instance with 1 ms). It never delays a lone request: the batcher waits only under load.
+        """
+        if self.max_batch_size <= 1:
+            return 0.0
+        single = self.per_row_ms.get(1)
+        return DEFAULT_DELAY_MS if single is None else min(MAX_DELAY_MS, max(MIN_DELAY_MS, single))
+
     def options(self) -> dict[str, Any]:
         """The `DynamicBatcher` keywords this policy sets."""
-        return {"max_batch_size": self.max_batch_size, "instances": self.instances}
+        return {
+            "max_batch_size": self.max_batch_size,
+            "instances": self.instances,
+            "max_queue_delay_ms": round(self.queue_delay_ms, 3),
+        }
 
     def chosen(self) -> dict[str, Any]:
         """What ``batcher.chosen`` reports: each value and why."""
@@ -73,6 +94,10 @@ class BatchPolicy:
             "instances_why": self.instances_why,
             "max_batch_size": self.max_batch_size,
             "batch_why": self.batch_why,
+            "max_queue_delay_ms": round(self.queue_delay_ms, 3),
+            "delay_why": "none: batches of 1"
+            if self.max_batch_size <= 1
+            else "about one batch-1 call, within 0.1-2 ms",
             "batch_source": self.source,
             "per_row_ms": {str(k): round(v, 4) for k, v in sorted(self.per_row_ms.items())},
         }
