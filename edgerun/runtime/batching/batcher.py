@@ -127,6 +127,8 @@ class DynamicBatcher:
         """What the defaults chose (instances, max batch size) and why; in ``stats()`` when set."""
         inputs = session.inputs
         self._single = inputs[0].name if self._plain and len(inputs) == 1 else None
+        self._idle_path = not preserve_order and not pad_to_preferred
+        """A lone request on an idle batcher may take `_run_idle` (no ordering, no padding to honour)."""
         """The one input's name (plain layout): a bare array like the last accepted one skips validation."""
         self._group_keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._workers = [
@@ -149,7 +151,63 @@ class DynamicBatcher:
 
     def infer(self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None) -> dict[str, np.ndarray]:
         """Run a request and wait for it; on an idle batcher it runs at once in this thread."""
+        if not self._queued and self._free and self._idle_path:  # a peek; `_run_idle` decides under the lock
+            done = self._run_idle(feeds)
+            if done is not None:
+                return done
         return self._admit(feeds, timeout_ms, None).wait()
+
+    def _run_idle(self, feeds: Any) -> dict[str, np.ndarray] | None:
+        """A lone request on an idle batcher, run in the caller's thread with no request record, or None
+        when the batcher is not idle after all (nothing queued, a session free, no hold, not closing).
+
+        The short path matters most after a heavy call, when every line runs with cold caches (a lone
+        request cost +146 us over ``Session.run`` on the 4x2048 MLP through the general path).
+        """
+        checked, rows, _ = self._check(feeds)
+        with self._lock:
+            if self._closing or self._queued or not self._free or time.perf_counter() < self._busy_until:
+                return None
+            session = self._free.pop()
+            stats = self._stats
+            stats.requests += 1
+            stats.inline += 1
+            stats.queue_wait_s.append(0.0)
+        elapsed = -1.0  # set once the call ran: its counters are updated below
+        try:
+            started = time.perf_counter()
+            try:
+                if self._plain:
+                    result = session.run_validated(checked)
+                    split_rows(result, [rows], rows, self.session.label)  # the same output check as a batch
+                else:
+                    result = self.layout.split(
+                        session.run_validated(self.layout.stack([checked], [rows], 0)), [checked], [rows], rows
+                    )[0]
+            except Exception as exc:
+                failure = BackendError(
+                    f"{self.session.label}: the batch of {rows} rows this request was in failed: {exc}"
+                )
+                with self._lock:
+                    self._stats.failed += 1
+                raise failure from exc
+            elapsed = time.perf_counter() - started
+            return result
+        finally:
+            with self._lock:
+                if elapsed >= 0:
+                    stats = self._stats
+                    stats.batches += 1
+                    stats.batch_sizes[rows] += 1
+                    stats.execute_s.append(elapsed)
+                self._last_batch_end = time.perf_counter()
+                self._free.append(session)
+                if self._work_waits_locked():  # requests may have queued while this one ran
+                    self._wake.notify_all()
+
+    def _work_waits_locked(self) -> bool:
+        """Queued requests or a close waiting for the session just returned."""
+        return bool(self._queued or self._closing)
 
     async def infer_async(
         self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
