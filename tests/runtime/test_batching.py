@@ -1102,20 +1102,30 @@ def test_an_output_without_a_batch_axis_is_refused_up_front(model_dir: Path) -> 
     assert "dynamic batch axis on every output, but output 'y' (y float32 []) has none" in str(refused.value)
 
 
-def test_an_output_whose_first_axis_is_not_the_batch_is_split_along_its_own_axis(model_dir: Path) -> None:
-    """y [4, batch] (y = x^T): the roles put its batch on axis 1, so each request gets its own columns."""
-    path = onnx_factory.save(transposed_output_model(), model_dir / "transposed.onnx")
-    with edgerun.load(path) as session, DynamicBatcher(session, max_batch_size=8) as batcher:
+@pytest.mark.parametrize(
+    ("make", "file", "max_batch", "count", "batches"),
+    [
+        (transposed_output_model, "transposed.onnx", 8, 3, [1, 6]),  # y [4, batch]
+        (symbolic_transposed_output_model, "symbolic_transposed.onnx", 4, 2, [1, 4]),  # y [rows, batch]
+    ],
+)
+def test_an_output_whose_first_axis_is_not_the_batch_is_split_along_its_own_axis(
+    model_dir: Path, make: Any, file: str, max_batch: int, count: int, batches: list[int]
+) -> None:
+    """y = x^T: the roles put its batch on axis 1, so each request gets its own columns (split by position,
+    two 2-row requests in a 4-row batch would swap values)."""
+    path = onnx_factory.save(make(), model_dir / file)
+    with edgerun.load(path) as session, DynamicBatcher(session, max_batch_size=max_batch) as batcher:
         with Gate(session, held=True) as gate:
             blocker = batcher.submit(tagged_rows(1, 1, 4))
             gate.wait_calls(1)
-            requests = [tagged_rows(10 * i, 2, 4) for i in range(1, 4)]
+            requests = [tagged_rows(10 * i, 2, 4) for i in range(1, count + 1)]
             futures = [batcher.submit(x) for x in requests]
             gate.open()
             blocker.result(timeout=WAIT_S)
             for x, future in zip(requests, futures, strict=True):
                 np.testing.assert_array_equal(future.result(timeout=WAIT_S)["y"], x.T)
-        assert gate.batch_rows() == [1, 6]
+        assert gate.batch_rows() == batches
 
 
 def test_a_backend_output_without_the_batch_rows_fails_the_batch_not_the_rows(row_path: Path) -> None:
@@ -1131,24 +1141,6 @@ def test_a_backend_output_without_the_batch_rows_fails_the_batch_not_the_rows(ro
             for future in (blocker, *futures):
                 with pytest.raises(BackendError, match=r"output 'y' has no batch axis of \d+ rows"):
                     future.result(timeout=WAIT_S)
-        assert gate.batch_rows() == [1, 4]
-
-
-def test_an_output_whose_symbolic_first_axis_is_not_the_batch_gets_each_request_its_own_values(
-    model_dir: Path,
-) -> None:
-    """y [rows, batch] (y = x^T): split by position, two 2-row requests in a 4-row batch would swap values."""
-    path = onnx_factory.save(symbolic_transposed_output_model(), model_dir / "symbolic_transposed.onnx")
-    with edgerun.load(path) as session, DynamicBatcher(session, max_batch_size=4) as batcher:
-        with Gate(session, held=True) as gate:
-            blocker = batcher.submit(tagged_rows(1, 1, 4))
-            gate.wait_calls(1)
-            requests = [tagged_rows(10 * i, 2, 4) for i in range(1, 3)]
-            futures = [batcher.submit(x) for x in requests]
-            gate.open()
-            blocker.result(timeout=WAIT_S)
-            for x, future in zip(requests, futures, strict=True):
-                np.testing.assert_array_equal(future.result(timeout=WAIT_S)["y"], x.T)
         assert gate.batch_rows() == [1, 4]
 
 
