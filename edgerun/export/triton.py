@@ -146,10 +146,9 @@ def _batch_blocker(
         axis = roles[spec.name].batch_axis
         if axis is None:
             return f"input '{spec.name}' ({spec.describe()}) is {roles[spec.name].describe()} with no batch axis"
-        if axis != 0:
-            return f"input {spec.describe()} keeps its batch on axis {axis}"
-        if not spec.has_dynamic_batch:
-            return f"input {spec.describe()} fixes its batch at {spec.shape[0]}"
+        problem = _not_on_axis0("input", spec, axis)
+        if problem:
+            return problem
     from edgerun.runtime.outputshapes import batch_name
 
     label = batch_name(inputs, roles)
@@ -158,10 +157,18 @@ def _batch_blocker(
             spec.name, 0)  # fmt: skip
         if out_axis is None:
             return f"output {spec.describe()} has no batch axis"
-        if out_axis != 0:
-            return f"output {spec.describe()} keeps its batch on axis {out_axis}"
-        if not spec.has_dynamic_batch:
-            return f"output {spec.describe()} fixes its batch at {spec.shape[0]}"
+        problem = _not_on_axis0("output", spec, out_axis)
+        if problem:
+            return problem
+    return None
+
+
+def _not_on_axis0(what: str, spec: TensorSpec, axis: int) -> str | None:
+    """Why Triton cannot batch this input or output whose batch is on ``axis`` (None: a free axis 0)."""
+    if axis != 0:
+        return f"{what} {spec.describe()} keeps its batch on axis {axis}"
+    if not spec.has_dynamic_batch:
+        return f"{what} {spec.describe()} fixes its batch at {spec.shape[0]}"
     return None
 
 
