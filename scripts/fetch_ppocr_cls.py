@@ -13,11 +13,7 @@ byte for byte and checks their SHA-256, so the bundled files' origin can be re-c
 from __future__ import annotations
 
 import argparse
-import hashlib
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 WHEEL = "rapidocr-onnxruntime==1.4.4"
@@ -35,30 +31,16 @@ FILES = {  # wheel member -> (bundled name, SHA-256)
 
 
 def main() -> int:
+    from wheel_files import check_member, read_members
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the bundled copy instead of only verifying")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL], check=True)
-        (wheel,) = Path(tmp).glob("*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            contents = {member: archive.read(member) for member in FILES}
+    _, _, contents = read_members(WHEEL, FILES)
     status = 0
     for member, (name, expected) in FILES.items():
-        data = contents[member]
-        digest = hashlib.sha256(data).hexdigest()
         target = MODELS / name / "model.onnx"
-        if digest != expected:
-            print(f"{WHEEL}:{member} has sha256 {digest}, expected {expected}", file=sys.stderr)
-            status = 1
-        elif args.write:
-            target.write_bytes(data)
-            print(f"wrote {target} ({len(data)} bytes, sha256 {digest})")
-        else:
-            bundled = hashlib.sha256(target.read_bytes()).hexdigest()
-            verdict = "identical" if bundled == digest else "DIFFERENT"
-            print(f"{name}: wheel {digest}, bundled {bundled}: {verdict}")
-            status |= bundled != digest
+        status |= check_member(name, f"{WHEEL}:{member}", contents[member], expected, target, args.write)
     return status
 
 

