@@ -54,13 +54,14 @@ class InputRole:
     def describe(self) -> str:
         """``token ids in [0, 30522), batch axis 0 (graph: embedding 'emb' [30522, 32])``."""
         if self.role == "token_ids":
-            what = f"token ids in [{_num(self.low or 0)}, {_num(self.high)})" if self.high is not None else "token ids"
+            low, high = format_number(self.low or 0), format_number(self.high)
+            what = f"token ids in [{low}, {high})" if self.high is not None else "token ids"
         elif self.role == "mask":
             what = "mask of 0/1 (padding 0)"
         elif self.role == "state":
             what = f"recurrent state, next from '{self.state_output}'"
         elif self.role == "constant":
-            what = f"constant {_num(self.value)}" if self.value is not None else "constant (value unknown)"
+            what = f"constant {format_number(self.value)}" if self.value is not None else "constant (value unknown)"
         else:
             what = "data"
         axis = "" if self.role == "constant" else (f", batch axis {self.batch_axis}" if self.batch_axis is not None
@@ -69,7 +70,8 @@ class InputRole:
         return what + axis + why
 
 
-def _num(value: float | None) -> str:
+def format_number(value: float | None) -> str:
+    """``16000`` for whole numbers, ``0.5`` otherwise, ``?`` for unknown: values in role and feed messages."""
     if value is None:
         return "?"
     return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgerun.errors import InputError
+from edgerun.roles import format_number
 from edgerun.specs import UNNAMED_DIM, TensorSpec
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ class FeedValidator:
             position = tuple(int(i) for i in np.unravel_index(int(np.argmax(outside)), array.shape))
             value = array[position]
             count = int(np.count_nonzero(outside))
-            vocabulary = f"token ids in [{_num(low)}, {_num(high)}) (vocabulary of {_num(high - low)})"
+            size = format_number(high - low)
+            vocabulary = f"token ids in [{format_number(low)}, {format_number(high)}) (vocabulary of {size})"
             if value >= high:
                 why = "past the end of the embedding table"
             elif value < 0:
@@ -223,7 +225,3 @@ def _token_domains(specs: tuple[TensorSpec, ...], roles: ModelRoles | None) -> t
         unsigned = np.dtype(dtype.str.replace("i", "u")) if low == 0 and dtype.kind == "i" else None
         domains.append((role.name, low, role.high, unsigned))
     return tuple(domains)
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
