@@ -22,7 +22,7 @@ from edgerun.data.preprocess import PreprocessSpec, is_image_path
 from edgerun.data.samples import image_files, load_samples, take
 from edgerun.errors import CalibrationError, ConfigError, InputError
 from edgerun.roles import ModelRoles
-from edgerun.runtime.synthetic import random_feeds
+from edgerun.runtime.synthetic import on_batch_axes, random_feeds
 from edgerun.specs import TensorSpec, shape_symbols
 
 if TYPE_CHECKING:
@@ -74,21 +74,6 @@ def _shapes(feeds: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
     return {name: list(a.shape) for name, a in feeds.items()}
 
 
-def on_batch_axes(shapes: Mapping[str, Sequence[int]], batch: int, roles: ModelRoles | None) -> dict[str, list[int]]:
-    """Full input shapes (a card's, or ``--shape NAME=...``) with ``batch`` on each input's batch axis.
-
-    Constants (no batch axis) keep their shape; inputs ``roles`` does not know keep axis 0.
-    """
-    placed: dict[str, list[int]] = {}
-    for name, dims in shapes.items():
-        axis = roles.batch_axes.get(name, 0) if roles is not None else 0
-        new = list(dims)
-        if axis is not None and axis < len(new):
-            new[axis] = batch
-        placed[name] = new
-    return placed
-
-
 def bench_shapes(
     session: Session, shapes: Mapping[str, Sequence[int]] | None, rows: int
 ) -> dict[str, list[int]] | None:
@@ -105,9 +90,9 @@ def bench_shapes(
     merged: dict[str, list[int]] = {}
     if session.card is not None:
         card = {k: v for k, v in session.card.input_shapes.items() if k in names}
-        merged.update(on_batch_axes(card, rows, roles))
+        merged.update(on_batch_axes(card, rows, roles.batch_axes))
     by_name = {k: v for k, v in given.items() if k in names}
-    merged.update(on_batch_axes(by_name, rows, roles))
+    merged.update(on_batch_axes(by_name, rows, roles.batch_axes))
     merged.update({k: list(v) for k, v in given.items() if k not in names})
     return merged or None
 

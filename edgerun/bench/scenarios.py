@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgerun.bench.config import BenchConfig
-from edgerun.bench.inputs import STREAM_CHUNKS, input_source, on_batch_axes
+from edgerun.bench.inputs import STREAM_CHUNKS, input_source
 from edgerun.bench.loadgen import Progress, ScenarioRun, closed_loop, find_max_qps
 from edgerun.bench.loadgen import offline as run_offline
 from edgerun.bench.loadgen import server as run_server
@@ -31,6 +31,7 @@ from edgerun.errors import ConfigError
 from edgerun.roles import ModelRoles
 from edgerun.runtime.session import Session
 from edgerun.runtime.streaming import Stream
+from edgerun.runtime.synthetic import on_batch_axes
 
 if TYPE_CHECKING:
     from edgerun.runtime.batching import BatchPolicy, DynamicBatcher
@@ -43,7 +44,7 @@ def batched_shapes(
     shapes: Mapping[str, Sequence[int]], batch: int, roles: ModelRoles | None = None
 ) -> dict[str, list[int]]:
     """Card shapes (given at batch 1) with ``batch`` on each input's batch axis (axis 0 without ``roles``)."""
-    return on_batch_axes(shapes, batch, roles)
+    return on_batch_axes(shapes, batch, roles.batch_axes if roles is not None else dict.fromkeys(shapes, 0))
 
 
 class ScenarioRunner:

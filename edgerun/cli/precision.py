@@ -132,26 +132,16 @@ def _load_data(
     if labels is not None:
         raise ConfigError("--labels needs --data: the labels belong to data samples")
     from edgerun.loading import model_roles
-    from edgerun.runtime.synthetic import random_feeds
+    from edgerun.runtime.synthetic import on_batch_axes, random_feeds
 
     overrides: dict[str, Any] = dict(parse_shape_override(s) for s in shapes)
     count = samples or 64
     roles = model_roles(model_file, card, None)  # batch axes (state [2, batch, 128]), vocabularies, constants
     axes = roles.batch_axes
     if card is not None:
-        overrides = {name: _batched(dims, axes.get(name, 0), count) for name, dims in card.input_shapes.items()} | (
-            overrides
-        )
+        overrides = on_batch_axes(card.input_shapes, count, axes) | overrides
     feeds = random_feeds(model_file.inputs, count, overrides or None, seed=seed, roles=roles)
     return SampleSet(feeds, None, f"{count} seeded random samples (seed {seed})", {n: axes.get(n, 0) for n in feeds})
-
-
-def _batched(dims: Any, axis: int | None, count: int) -> list[int]:
-    """``dims`` with ``count`` on the batch ``axis`` (none: a constant, as it is)."""
-    sized = [int(d) for d in dims]
-    if axis is not None and axis < len(sized):
-        sized[axis] = count
-    return sized
 
 
 # --- the precision guard, as the commands use it -------------------------------------------------
@@ -220,10 +210,11 @@ def check_samples_from(
     roles = model_roles(model_file, card, None)
     if not shapes:
         return random_samples(model_file, card, seed=seed, roles=roles), calibration
-    from edgerun.runtime.synthetic import random_feeds
+    from edgerun.runtime.synthetic import on_batch_axes, random_feeds
     from edgerun.specs import parse_shape_override
 
-    overrides = {name: [RANDOM_COUNT, *dims[1:]] for name, dims in map(parse_shape_override, shapes)}
+    # the batch on each input's own axis; a symbol (--shape sequence=128) keeps its size
+    overrides = on_batch_axes(dict(map(parse_shape_override, shapes)), RANDOM_COUNT, roles.batch_axes)
     feeds = random_feeds(model_file.inputs, RANDOM_COUNT, overrides, seed=seed, roles=roles)
     return CheckSamples(feeds, f"seed {seed}", random=True, batch_axes=roles.batch_axes), calibration
 

@@ -322,19 +322,11 @@ def random_samples(
     model: ModelFile, card: ModelCard | None, *, seed: int = 0, roles: ModelRoles | None = None
 ) -> CheckSamples:
     """Seeded random inputs at the card's shapes (or the model's), per ``roles`` (default the model's), noted once."""
-    from edgerun.runtime.synthetic import random_feeds
+    from edgerun.runtime.synthetic import on_batch_axes, random_feeds
 
     roles = roles or model.roles
     axes = roles.batch_axes
-    shapes: dict[str, list[int]] | None = None
-    if card is not None:
-        shapes = {}
-        for name, dims in card.input_shapes.items():
-            sized = [int(d) for d in dims]
-            axis = axes.get(name, 0 if sized else None)
-            if axis is not None and axis < len(sized):
-                sized[axis] = RANDOM_COUNT
-            shapes[name] = sized
+    shapes = on_batch_axes(card.input_shapes, RANDOM_COUNT, axes) if card is not None else None
     covered = shapes is not None and all(spec.name in shapes for spec in model.inputs)
     free = [] if covered else _free_symbols(model, axes)
     if free:  # a sequence length nobody named: the check runs at a middling one and says so

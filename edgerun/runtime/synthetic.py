@@ -81,3 +81,19 @@ def padding_mask(shape: tuple[int, ...], batch_axis: int | None, rng: np.random.
     if batch_axis is not None and rows.shape[0] > 1:
         rows[0] = 1  # one full-length row per batch, as a real batch padded to its longest has
     return rows.reshape(shape)
+
+
+def on_batch_axes(
+    shapes: Mapping[str, Sequence[int]], batch: int, axes: Mapping[str, int | None]
+) -> dict[str, list[int]]:
+    """Full shapes (a card's, or ``--shape NAME=...``, given at batch 1) with ``batch`` on each input's batch axis
+    (``axes``: ``state [2, batch, 128]`` on axis 1); constants and names ``axes`` does not list (dimension
+    symbols such as ``sequence``) keep their sizes."""
+    placed: dict[str, list[int]] = {}
+    for name, dims in shapes.items():
+        sized = [int(d) for d in dims]
+        axis = axes.get(name)
+        if axis is not None and axis < len(sized):
+            sized[axis] = batch
+        placed[name] = sized
+    return placed

@@ -201,3 +201,11 @@ def test_silero_streams_its_eval_clip_like_its_own_wrapper() -> None:
             context = chunk[-64:]
     labels = data["labels"][0][:40]
     assert np.mean((np.array(probs) > 0.5) == labels.astype(bool)) > 0.8
+
+
+def test_on_batch_axes_places_the_batch_on_each_inputs_own_axis() -> None:
+    from edgerun.runtime.synthetic import on_batch_axes
+
+    shapes = {"input": [1, 576], "state": [2, 1, 128], "sr": [], "sequence": [32]}
+    axes = {"input": 0, "state": 1, "sr": None}
+    assert on_batch_axes(shapes, 8, axes) == {"input": [8, 576], "state": [2, 8, 128], "sr": [], "sequence": [32]}

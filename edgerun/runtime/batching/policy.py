@@ -156,12 +156,12 @@ def measure_per_row(session: Session, sizes: Sequence[int] = SIZES) -> dict[int,
 
     Stops early too at the first size the backend refuses (memory, a capped profile).
     """
-    from edgerun.runtime.synthetic import random_feeds
+    from edgerun.runtime.synthetic import on_batch_axes, random_feeds
 
     card_shapes = session.card.input_shapes if session.card else None
     per_row: dict[int, float] = {}
     for size in sizes:
-        shapes = _on_batch_axes(card_shapes, size, session.roles.batch_axes) if card_shapes else None
+        shapes = on_batch_axes(card_shapes, size, session.roles.batch_axes) if card_shapes else None
         feeds = random_feeds(session.inputs, size, shapes, seed=size, roles=session.roles)
         try:
             for _ in range(WARMUP_CALLS):
@@ -181,18 +181,6 @@ def measure_per_row(session: Session, sizes: Sequence[int] = SIZES) -> dict[int,
         if len(per_row) > 1 and choose_max_batch(per_row)[0] < size:
             break  # this doubling did not pay: the rule stops here, larger sizes cannot change it
     return per_row
-
-
-def _on_batch_axes(
-    shapes: Mapping[str, Sequence[int]], batch: int, axes: Mapping[str, int | None]
-) -> dict[str, list[int]]:
-    """A card's full shapes (given at batch 1) with ``batch`` on each input's batch axis."""
-    placed = {name: list(dims) for name, dims in shapes.items()}
-    for name, dims in placed.items():
-        axis = axes.get(name, 0)
-        if axis is not None and axis < len(dims):
-            dims[axis] = batch
-    return placed
 
 
 def batch_policy(
