@@ -127,6 +127,19 @@ def test_a_fixed_batch_axis_gets_batch_1_unmeasured(tmp_path: Path) -> None:
     assert "fixes its batch axis at 1" in policy.batch_why
 
 
+def test_a_model_the_batcher_refuses_is_not_measured(tmp_path: Path) -> None:
+    """An output with no batch axis: the batcher will refuse it, so the policy spends no time timing it."""
+    from tests.batching_helpers import scalar_output_model
+
+    path = onnx_factory.save(scalar_output_model(), tmp_path / "scalar_out.onnx")
+    measure = Measured(MLP_LIKE)
+    with edgerun.load(path) as session:
+        policy = batch_policy(session, folder=tmp_path / "cache", measure=measure)
+    assert (policy.max_batch_size, policy.source, measure.calls) == (1, "fixed", 0)
+    assert "output 'y'" in policy.batch_why
+    assert not list((tmp_path / "cache").rglob("*.policy"))
+
+
 def test_instances_from_cores_and_threads_and_2_on_a_gpu() -> None:
     with edgerun.load("digits-student") as session:
         plan = dataclasses.replace(session.plan, threads=2, device="cpu")

@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgerun.errors import EdgerunError
+from edgerun.errors import ConfigError, EdgerunError
 from edgerun.runtime.device import DeviceProfile, current_device
 from edgerun.runtime.plan import Plan
 from edgerun.runtime.session import Session
@@ -151,6 +151,17 @@ def fixed_batch_reason(session: Session) -> str | None:
     return None
 
 
+def _layout_refusal(session: Session) -> str | None:
+    """Why the batcher's layout refuses to batch this model (an output with no batch axis, say), or None."""
+    from edgerun.runtime.batching.layout import Layout
+
+    try:
+        Layout(session, 2)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def measure_per_row(session: Session, sizes: Sequence[int] = SIZES) -> dict[int, float]:
     """Median ms per row of ``session.run`` at each size, up to the first doubling that does not pay.
 
@@ -196,8 +207,8 @@ def batch_policy(
     """
     profile = profile or current_device()
     instances, instances_why = device_instances(session.plan, profile)
-    fixed = fixed_batch_reason(session)
-    if fixed is not None:
+    fixed = fixed_batch_reason(session) or _layout_refusal(session)
+    if fixed is not None:  # nothing to measure: the batcher could not batch this model anyway
         return BatchPolicy(instances, instances_why, 1, fixed, source="fixed")
     store, entry, expected = _spot(session.model.sha256, session.plan, profile, folder)
     with store.lock(entry):  # a second process measuring this model waits, then reads the entry
