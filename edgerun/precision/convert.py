@@ -186,7 +186,7 @@ def to_fp16(
     unknown = sorted(keep - {n.name for n in graph.node})
     if unknown:
         raise ConfigError(f"nodes to keep in FP32 not found in the model: {', '.join(unknown)}")
-    _sort_topologically(graph)  # the converter's sort fails on cycles and ignores subgraphs' outer inputs
+    sort_topologically(graph)  # the converter's sort fails on cycles and ignores subgraphs' outer inputs
     _drop_dead_casts(graph)  # the converter fails on a Cast pair that nothing reads
     # Casts to float32 stay FP32 too (their readers get an FP16 copy): converted, the converter pairs them
     # with its own casts and drops both, handing FP32 tensors to FP16 nodes.
@@ -220,7 +220,7 @@ def to_fp16(
     _collapse_round_trips(graph, original)
     _drop_dead_casts(graph)
     _drop_stale_value_info(graph)
-    _sort_topologically(graph)
+    sort_topologically(graph)
     try:
         if converted.ByteSize() < 2**31:  # the checker cannot serialise larger protos
             onnx.checker.check_model(converted)
@@ -653,15 +653,17 @@ def _drop_stale_value_info(graph: onnx.GraphProto) -> None:
         graph.value_info.extend(fresh)
 
 
-def _sort_topologically(graph: onnx.GraphProto) -> None:
+def sort_topologically(graph: onnx.GraphProto) -> bool:
     """Order nodes so that each follows the producers of its inputs, the values its subgraphs use included.
 
-    Stable (the current order breaks ties); also sorts every subgraph. The converter's own sort
-    ignores subgraphs' outer values and placed If/Loop nodes before their producers.
+    Stable (the current order breaks ties, so a sorted graph stays as it is); also sorts every subgraph.
+    onnxconverter-common's sort and onnxruntime's quantizer (``ONNXModel.topological_sort``) both ignore
+    subgraphs' outer values and can place an If before a node its branches read. True if anything moved.
     """
+    changed = False
     for node in graph.node:
         for sub in _subgraphs(node):
-            _sort_topologically(sub)
+            changed |= sort_topologically(sub)
     nodes = list(graph.node)
     producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
     waiting = [0] * len(nodes)
@@ -687,6 +689,8 @@ def _sort_topologically(graph: onnx.GraphProto) -> None:
     if order != list(range(len(nodes))):
         del graph.node[:]
         graph.node.extend(nodes[i] for i in order)
+        changed = True
+    return changed
 
 
 # --- figures and validation --------------------------------------------------------------------

@@ -15,7 +15,6 @@ nothing was. All temporary files live in a temporary folder.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import inspect
 import io
 import logging
@@ -478,8 +477,14 @@ def _sort_and_check(path: Path, source: Path, mode: Mode) -> None:
     """
     import onnx
 
+    from edgerun.precision.convert import sort_topologically
+
     proto = onnx.load(str(path))
-    if sort_graph(proto.graph):
+    try:
+        moved = sort_topologically(proto.graph)
+    except ConversionError as exc:  # a cycle
+        raise ConversionError(f"{source}: onnxruntime's {mode} quantizer produced an invalid model: {exc}") from exc
+    if moved:
         _save(proto, path)
     try:
         onnx.checker.check_model(proto if proto.ByteSize() < 1_900_000_000 else str(path))
@@ -489,62 +494,6 @@ def _sort_and_check(path: Path, source: Path, mode: Mode) -> None:
             f"{source}: onnxruntime's {mode} quantizer produced an invalid ONNX model ({first}); "
             "keep the named nodes in float (--exclude) or use the fp32 model"
         ) from exc
-
-
-def _outer_names(graph: onnx.GraphProto) -> set[str]:
-    """Names ``graph`` (and its own subgraphs) read without producing them: values of enclosing graphs."""
-    produced = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    produced |= {o for n in graph.node for o in n.output}
-    read: set[str] = set()
-    for node in graph.node:
-        read |= {name for name in node.input if name}
-        for sub in _subgraphs(node):
-            read |= _outer_names(sub)
-    return read - produced
-
-
-def sort_graph(graph: onnx.GraphProto) -> bool:
-    """Order ``graph``'s nodes (and its subgraphs') after the producers of all they read, subgraphs' reads included.
-
-    The earliest ready node goes first, so a sorted graph stays as it is. True if anything moved.
-    """
-    nodes = list(graph.node)
-    changed = False
-    for node in nodes:
-        for sub in _subgraphs(node):
-            changed |= sort_graph(sub)
-    needs = [
-        ({n for n in node.input if n} | {n for sub in _subgraphs(node) for n in _outer_names(sub)}) - {""}
-        for node in nodes
-    ]
-    producers: dict[str, list[int]] = {}
-    for index, node in enumerate(nodes):
-        for name in node.output:
-            producers.setdefault(name, []).append(index)
-    waiting = [sum(len(producers.get(n, ())) for n in wanted) for wanted in needs]
-    readers: dict[int, list[int]] = {}
-    for index, wanted in enumerate(needs):
-        for name in wanted:
-            for producer in producers.get(name, ()):
-                readers.setdefault(producer, []).append(index)
-    heap = [i for i, count in enumerate(waiting) if count == 0]
-    heapq.heapify(heap)
-    order: list[int] = []
-    placed = [False] * len(nodes)
-    while heap:  # Kahn's algorithm, the earliest ready node first (stable)
-        index = heapq.heappop(heap)
-        placed[index] = True
-        order.append(index)
-        for reader in readers.get(index, ()):
-            waiting[reader] -= 1
-            if waiting[reader] == 0:
-                heapq.heappush(heap, reader)
-    order += [i for i in range(len(nodes)) if not placed[i]]  # a cycle: left as it is, for the checker to name
-    if order != list(range(len(nodes))):
-        del graph.node[:]
-        graph.node.extend(nodes[i] for i in order)
-        changed = True
-    return changed
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 import edgerun
 from edgerun.errors import CalibrationError
 from edgerun.precision.calibration import GroupedCalibrationData, open_calibration
-from edgerun.precision.quantize import sort_graph
+from edgerun.precision.convert import sort_topologically
 from edgerun.runtime.modelfile import ModelFile
 from tests.sequence_models import constant_compare_model, text_classifier_model
 
@@ -119,9 +119,9 @@ def test_if_subgraph_reads_are_sorted() -> None:
         [info("x", onnx.TensorProto.FLOAT, [1]), info("c", onnx.TensorProto.BOOL, [])],
         [info("y", onnx.TensorProto.FLOAT, [1])],
     )
-    assert sort_graph(main)
+    assert sort_topologically(main)
     assert [n.name for n in main.node] == ["producer", "late_if"]
-    assert not sort_graph(main)
+    assert not sort_topologically(main)
 
 
 def test_silero_vad_int8_uses_its_card_calibration(cache: Path) -> None:
