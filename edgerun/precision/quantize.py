@@ -234,27 +234,9 @@ def auto_mode(model: ModelFile, target: QdqLayout) -> tuple[Mode, str]:
     transformer-style models whose compute is MatMul/Gemm with activations on both sides (Q @ K^T) and no
     Conv; static Q/DQ suits CNNs (dynamic ran about 3x slower than FP32 on one).
     """
-    import onnx
-
     if target != "cpu":
         return "static", f"target {target} runs Q/DQ models"
-    graph = onnx.load(str(model.path), load_external_data=False).graph
-    weights = {t.name for t in graph.initializer} | {
-        n.output[0] for n in graph.node if n.op_type == "Constant" and n.output
-    }
-    ops: Counter[str] = Counter()
-    attention = 0
-
-    def walk(g: onnx.GraphProto) -> None:
-        nonlocal attention
-        for node in g.node:
-            ops[node.op_type] += 1
-            if node.op_type == "MatMul" and len(node.input) == 2 and not (set(node.input) & weights):
-                attention += 1
-            for sub in _subgraphs(node):
-                walk(sub)
-
-    walk(graph)
+    ops, attention = Counter(model.operators), model.activation_matmuls
     convs = ops["Conv"] + ops["ConvTranspose"]
     matmuls = ops["MatMul"] + ops["Gemm"]
     if convs:

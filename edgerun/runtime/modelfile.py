@@ -57,6 +57,10 @@ class ModelFile:
     external_data: tuple[Path, ...] = ()
     parameters: int = 0
     """Weight elements: float tensors and quantized weights, not Q/DQ scales or zero points."""
+    operators: dict[str, int] = field(default_factory=dict)
+    """Nodes per operator type, subgraphs included: what INT8's automatic mode decides on (no second parse)."""
+    activation_matmuls: int = 0
+    """MatMuls with no weight among their inputs (attention's Q @ K^T), subgraphs included."""
     roles: ModelRoles = field(default_factory=lambda: ModelRoles((), {}))
     """What each input means (batch axis, token ids, mask, state, constant), as the graph says
     (`edgerun.runtime.graphroles`); cards and callers override it in `edgerun.loading.load`."""
@@ -96,6 +100,7 @@ class ModelFile:
             precision=_stored_precision(proto.graph),
             external_data=tuple(external),
             parameters=_parameter_count(proto.graph),
+            **_operator_census(proto.graph),
             roles=infer_roles(proto.graph, inputs, outputs),
         )
 
@@ -287,6 +292,18 @@ def _all_nodes(graph: GraphProto) -> Iterator[NodeProto]:
             elif attr.type == AttributeProto.GRAPHS:
                 for sub in attr.graphs:
                     yield from _all_nodes(sub)
+
+
+def _operator_census(graph: GraphProto) -> dict[str, Any]:
+    """``operators`` (nodes per type) and ``activation_matmuls`` (MatMuls reading no weight) of ``graph``."""
+    weights = {name for name, _ in _named_tensors(graph)}
+    nodes = list(_all_nodes(graph))
+    return {
+        "operators": dict(Counter(node.op_type for node in nodes)),
+        "activation_matmuls": sum(
+            node.op_type == "MatMul" and len(node.input) == 2 and not set(node.input) & weights for node in nodes
+        ),
+    }
 
 
 def _named_tensors(graph: GraphProto) -> Iterator[tuple[str, TensorProto]]:
