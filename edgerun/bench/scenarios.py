@@ -151,8 +151,8 @@ class ScenarioRunner:
 
     @property
     def instances(self) -> int:
-        """server: the batcher's workers, from the device policy (cores / threads; 2 on a GPU)."""
-        return self.policy.instances
+        """server: the batcher's workers, from the device (cores / threads; 2 on a GPU)."""
+        return int(self.chosen["instances"])
 
     @property
     def stream_callers(self) -> int:
@@ -166,15 +166,18 @@ class ScenarioRunner:
 
         return batch_policy(self.session)
 
-    @property
+    @cached_property
     def chosen(self) -> dict[str, Any]:
-        """The server batcher's options and why (``--batch`` given, else the policy's reasons)."""
-        chosen = self.policy.chosen()
-        if self.config.batch is not None:
-            chosen.update(
-                max_batch_size=self.config.batch, batch_why="given (--batch)", batch_source="given", per_row_ms={}
-            )
-        return chosen
+        """The server batcher's options and why: with ``--batch`` nothing is measured (as ``load(batching=N)``),
+        else the policy's choice and reasons."""
+        if self.config.batch is None:
+            return self.policy.chosen()
+        from edgerun.runtime.batching.policy import device_instances
+        from edgerun.runtime.device import current_device
+
+        instances, why = device_instances(self.session.plan, current_device())
+        return {"instances": instances, "instances_why": why, "max_batch_size": self.config.batch,
+                "batch_why": "given (--batch)", "batch_source": "given", "per_row_ms": {}}  # fmt: skip
 
     @property
     def queue_delay_ms(self) -> float:

@@ -214,6 +214,24 @@ def test_server_holds_a_modest_rate_through_the_batcher(profile: DeviceProfile) 
     assert settings["instances"] == settings["batching"]["instances"] >= 1
 
 
+def test_server_with_a_given_batch_measures_nothing(
+    profile: DeviceProfile, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--batch N: the server batcher takes N as load(batching=N) does, without timing the model first."""
+    monkeypatch.setenv("EDGERUN_CACHE_DIR", str(tmp_path))  # no cached measurement to hide a new one
+
+    def refuse(*args: object) -> dict[int, float]:
+        raise AssertionError("the batching policy measured a model whose batch was given")
+
+    monkeypatch.setattr("edgerun.runtime.batching.policy.measure_per_row", refuse)
+    with edgerun.load("digits-student") as session:
+        result = benchmark(session, profile, scenario="server", target_qps=50, min_duration_s=0.2, batch=4, warmup=0)
+    settings = result.to_dict()["settings"]
+    assert settings["max_batch_size"] == settings["batching"]["max_batch_size"] == 4
+    assert settings["batching"]["batch_why"] == "given (--batch)"
+    assert settings["instances"] == settings["batching"]["instances"] >= 1
+
+
 def test_server_find_max_qps_searches_and_records_its_trials(profile: DeviceProfile) -> None:
     with edgerun.load("digits-student") as session:
         result = benchmark(
