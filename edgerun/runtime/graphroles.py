@@ -68,21 +68,24 @@ def _refine(
 
 def _consumers(graph: GraphProto) -> dict[str, list[NodeProto]]:
     found: dict[str, list[NodeProto]] = {}
-    for node in _nodes(graph):
+    for node in all_nodes(graph):
         for name in node.input:
             found.setdefault(name, []).append(node)
     return found
 
 
-def _nodes(graph: GraphProto) -> Iterator[NodeProto]:
-    """Every node, subgraphs (``If``/``Loop`` bodies) included: they read outer names too."""
+def all_nodes(graph: GraphProto) -> Iterator[NodeProto]:
+    """Nodes of a graph and of its subgraphs (If, Loop, Scan): they read outer names too."""
+    from onnx import AttributeProto
+
     for node in graph.node:
         yield node
-        for attribute in node.attribute:
-            if attribute.g.node:
-                yield from _nodes(attribute.g)
-            for sub in attribute.graphs:
-                yield from _nodes(sub)
+        for attr in node.attribute:
+            if attr.type == AttributeProto.GRAPH:
+                yield from all_nodes(attr.g)
+            elif attr.type == AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from all_nodes(sub)
 
 
 def _constant_values(graph: GraphProto) -> dict[str, _Constant]:
@@ -94,7 +97,7 @@ def _constant_values(graph: GraphProto) -> dict[str, _Constant]:
         dims = tuple(int(d) for d in init.dims)
         small = _small(dims) and init.data_location != 1  # external data is not loaded here
         values[init.name] = _Constant(dims, numpy_helper.to_array(init) if small else None)
-    for node in _nodes(graph):
+    for node in all_nodes(graph):
         if node.op_type == "Constant" and node.output:
             for attribute in node.attribute:
                 if attribute.name == "value":

@@ -19,12 +19,12 @@ import numpy as np
 
 from edgerun.errors import ModelError, ModelNotFoundError
 from edgerun.roles import ModelRoles
-from edgerun.runtime.graphroles import infer_roles
+from edgerun.runtime.graphroles import all_nodes, infer_roles
 from edgerun.specs import UNNAMED_DIM, Dim, TensorSpec
 from edgerun.storage import file_sha256
 
 if TYPE_CHECKING:
-    from onnx import GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
+    from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
 
 _QUANTIZED_OPS = frozenset(
     {
@@ -280,24 +280,10 @@ _WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 """Inputs that hold (quantized) weights or biases of any integer type, such as QLinearConv's int32 bias."""
 
 
-def _all_nodes(graph: GraphProto) -> Iterator[NodeProto]:
-    """Nodes of a graph and of its subgraphs (If, Loop, Scan)."""
-    from onnx import AttributeProto
-
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            elif attr.type == AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _all_nodes(sub)
-
-
 def _operator_census(graph: GraphProto) -> dict[str, Any]:
     """``operators`` (nodes per type) and ``activation_matmuls`` (MatMuls reading no weight) of ``graph``."""
     weights = {name for name, _ in _named_tensors(graph)}
-    nodes = list(_all_nodes(graph))
+    nodes = list(all_nodes(graph))
     return {
         "operators": dict(Counter(node.op_type for node in nodes)),
         "activation_matmuls": sum(
@@ -312,7 +298,7 @@ def _named_tensors(graph: GraphProto) -> Iterator[tuple[str, TensorProto]]:
 
     for tensor in graph.initializer:
         yield tensor.name, tensor
-    for node in _all_nodes(graph):
+    for node in all_nodes(graph):
         for attr in node.attribute:
             if attr.type == AttributeProto.TENSOR:
                 name = node.output[0] if node.op_type == "Constant" and node.output else attr.t.name
@@ -337,7 +323,7 @@ def _parameter_count(graph: GraphProto) -> int:
     narrow = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4}
     params: set[str] = set()
     weights: set[str] = set()
-    for node in _all_nodes(graph):
+    for node in all_nodes(graph):
         for index in _SCALE_AND_ZERO_POINT_INPUTS.get(node.op_type, ()):
             if index < len(node.input):
                 params.add(node.input[index])
