@@ -103,12 +103,13 @@ def model_cases(mlp_path: Path) -> dict[str, ModelCase]:
     }
 
 
-def ensure_mlp(path: Path, console: Console) -> None:
-    """Write the MLP with scripts/make_mlp.py when it is missing."""
+def ensure_mlp(path: Path, console: Console, widths: Sequence[int] = ()) -> None:
+    """Write the MLP (``widths``: input, hidden, output sizes; default 4x2048) with scripts/make_mlp.py when missing."""
     if path.is_file():
         return
     console.print(f"[dim]{path} missing: generating it with scripts/make_mlp.py[/]")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "make_mlp.py"), str(path)], check=True)
+    extra = ["--widths", *map(str, widths)] if widths else []
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_mlp.py"), str(path), *extra], check=True)
 
 
 # --- the closed loop ----------------------------------------------------------------------------

@@ -118,7 +118,8 @@ def _cached_batching(model_file: ModelFile, plan: Plan, profile: DeviceProfile) 
         return None  # the converted model's measurement is keyed by its own hash
     from edgerun.runtime.batching.policy import cached_policy
 
-    policy = cached_policy(model_file.sha256, plan, profile)
+    concurrent = registered()[plan.backend].capabilities.concurrent_runs
+    policy = cached_policy(model_file.sha256, plan, profile, concurrent_runs=concurrent)
     return None if policy is None else policy.chosen()
 
 

@@ -8,11 +8,13 @@ little more than one request. ``benchmarks/batching.py`` and ``benchmarks/triton
 regenerate it when it is missing; the default folder is git-ignored.
 
     python scripts/make_mlp.py [PATH] [--width 2048] [--layers 4] [--seed 0]
+    python scripts/make_mlp.py PATH --widths 64 256 10   # the tiny MLP of issue 18: 64 -> 256 -> 10
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -26,14 +28,20 @@ OPSET = 17
 IR_VERSION = 8  # what every ONNX Runtime since 1.10 reads
 
 
-def build(width: int = 2048, layers: int = 4, seed: int = 0) -> onnx.ModelProto:
-    """The MLP as an ONNX model (MatMul + Add per layer, ReLU between layers)."""
+def build(width: int = 2048, layers: int = 4, seed: int = 0, widths: list[int] | None = None) -> onnx.ModelProto:
+    """The MLP as an ONNX model (MatMul + Add per layer, ReLU between layers).
+
+    ``widths`` (input, hidden..., output) replaces ``width`` x ``layers`` square layers.
+    """
+    sizes = widths or [width] * (layers + 1)
     rng = np.random.default_rng(seed)
     nodes, initializers = [], []
     current = "x"
-    for i in range(layers):
-        weight = (rng.standard_normal((width, width), dtype=np.float32) * np.sqrt(2.0 / width)).astype(np.float32)
-        bias = (rng.standard_normal(width, dtype=np.float32) * 0.01).astype(np.float32)
+    layers = len(sizes) - 1
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        scale = np.sqrt(2.0 / fan_in)
+        weight = (rng.standard_normal((fan_in, fan_out), dtype=np.float32) * scale).astype(np.float32)
+        bias = (rng.standard_normal(fan_out, dtype=np.float32) * 0.01).astype(np.float32)
         initializers += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]
         last = i == layers - 1
         nodes.append(helper.make_node("MatMul", [current, f"w{i}"], [f"mm{i}"], name=f"matmul{i}"))
@@ -43,27 +51,31 @@ def build(width: int = 2048, layers: int = 4, seed: int = 0) -> onnx.ModelProto:
             current = f"h{i}"
     graph = helper.make_graph(
         nodes,
-        f"mlp_{width}x{layers}",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        f"mlp_{width}x{layers}" if widths is None else "mlp_" + "-".join(map(str, sizes)),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", sizes[-1]])],
         initializers,
     )
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="edgerun scripts/make_mlp.py",
-        doc_string=f"weight-bound MLP benchmark model: {layers} x {width} FP32, ReLU, seed {seed}",
+        doc_string=f"weight-bound MLP benchmark model: {layers} x {width} FP32, ReLU, seed {seed}"
+        if widths is None
+        else f"MLP benchmark model: {'-'.join(map(str, sizes))} FP32, ReLU, seed {seed}",
     )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
 
 
-def write(path: Path = DEFAULT_PATH, width: int = 2048, layers: int = 4, seed: int = 0) -> Path:
+def write(
+    path: Path = DEFAULT_PATH, width: int = 2048, layers: int = 4, seed: int = 0, widths: list[int] | None = None
+) -> Path:
     """Build the model and write it atomically to ``path`` (folders made as needed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = build(width, layers, seed)
+    model = build(width, layers, seed, widths)
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(model.SerializeToString())
     partial.replace(path)
@@ -78,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=2048, help="units per layer (default 2048)")
     parser.add_argument("--layers", type=int, default=4, help="layers (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    parser.add_argument("--widths", type=int, nargs="+", help="input, hidden and output sizes (not --width/--layers)")
     args = parser.parse_args(argv)
-    if args.width < 1 or args.layers < 1:
-        parser.error("--width and --layers must be >= 1")
-    path = write(args.path, args.width, args.layers, args.seed)
-    params = args.layers * (args.width * args.width + args.width)
+    bad_widths = args.widths is not None and (len(args.widths) < 2 or min(args.widths) < 1)
+    if args.width < 1 or args.layers < 1 or bad_widths:
+        parser.error("--width and --layers must be >= 1; --widths needs at least 2 sizes, each >= 1")
+    path = write(args.path, args.width, args.layers, args.seed, args.widths)
+    sizes = args.widths or [args.width] * (args.layers + 1)
+    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {params / 1e6:.1f} M parameters)")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import edgerun
+from edgerun import BackendError
 from edgerun.runtime.batching import BatchedSession, batched_session, batching_options
 from edgerun.runtime.batching.policy import (
     MIN_GAIN,
@@ -22,6 +24,7 @@ from edgerun.runtime.batching.policy import (
     choose_max_batch,
     device_instances,
 )
+from edgerun.runtime.batching.tryout import Tryout
 from edgerun.runtime.device import current_device
 from edgerun.runtime.session import Session
 from tests import onnx_factory
@@ -95,20 +98,98 @@ class Measured:
         return dict(self.table)
 
 
+class Tried:
+    """A stand-in for `tryout_modes`: fixed rates, counting calls and recording the batcher it was asked about."""
+
+    def __init__(self, batched: float, direct: float) -> None:
+        self.rates = Tryout(batched, direct)
+        self.calls: list[tuple[int, int, float]] = []
+
+    def __call__(self, session: Session, size: int, instances: int, delay_ms: float) -> Tryout:
+        self.calls.append((size, instances, delay_ms))
+        return self.rates
+
+
+@pytest.fixture(autouse=True)
+def no_real_tryout(monkeypatch: pytest.MonkeyPatch) -> Tried:
+    """Loads in these tests get a tryout in which batching pays (a real one takes about a second)."""
+    tried = Tried(2000.0, 1000.0)
+    monkeypatch.setattr("edgerun.runtime.batching.policy._default_tryout", tried)
+    return tried
+
+
 def test_the_measurement_is_cached_and_a_corrupt_entry_measured_again(tmp_path: Path) -> None:
     measure = Measured(MLP_LIKE)
+    tried = Tried(2000.0, 1000.0)
     with edgerun.load("digits-student") as session:
-        first = batch_policy(session, folder=tmp_path, measure=measure)
-        again = batch_policy(session, folder=tmp_path, measure=measure)
-        assert (first.source, again.source, measure.calls) == ("measured", "cache", 1)
+        first = batch_policy(session, folder=tmp_path, measure=measure, try_modes=tried)
+        again = batch_policy(session, folder=tmp_path, measure=measure, try_modes=tried)
+        assert (first.source, again.source, measure.calls, len(tried.calls)) == ("measured", "cache", 1, 1)
         assert first.max_batch_size == again.max_batch_size == 16
+        assert (first.direct_calls, again.tryout) == (False, tried.rates)
+        assert tried.calls == [(16, first.instances, first.queue_delay_ms)]
         assert cached_policy(session.model.sha256, session.plan, current_device(), folder=tmp_path) == again
         (entry,) = [p for p in tmp_path.rglob("*.policy")]
         entry.write_text("{not json")
-        healed = batch_policy(session, folder=tmp_path, measure=measure)
+        healed = batch_policy(session, folder=tmp_path, measure=measure, try_modes=tried)
         assert (healed.source, measure.calls) == ("measured", 2)
         other = dataclasses.replace(session.plan, threads=session.plan.threads + 1)
         assert cached_policy(session.model.sha256, other, current_device(), folder=tmp_path) is None
+
+
+@pytest.mark.parametrize("tryout", [{"batched_per_s": "fast"}, {"batched_per_s": -1, "direct_per_s": 1, "callers": 16}])
+def test_a_malformed_cached_tryout_is_measured_again(tmp_path: Path, tryout: dict[str, Any]) -> None:
+    measure, tried = Measured(MLP_LIKE), Tried(2000.0, 1000.0)
+    with edgerun.load("digits-student") as session:
+        batch_policy(session, folder=tmp_path, measure=measure, try_modes=tried)
+        (entry,) = [p for p in tmp_path.rglob("*.policy")]
+        data = json.loads(entry.read_text())
+        entry.write_text(json.dumps({**data, "tryout": tryout}))
+        again = batch_policy(session, folder=tmp_path, measure=measure, try_modes=tried)
+    assert (again.source, measure.calls, len(tried.calls)) == ("measured", 2, 2)
+
+
+@given(st.floats(1.0, 1e6), st.floats(0.0, 2.0))
+def test_batching_is_chosen_only_when_it_beats_direct_calls_by_the_margin(direct: float, ratio: float) -> None:
+    from edgerun.runtime.batching import tryout as tryout_module
+
+    rates = Tryout(direct * ratio, direct)
+    assert rates.batching_pays == (direct * ratio >= direct * (1 + tryout_module.MIN_GAIN))
+
+
+def test_a_tryout_batching_loses_makes_direct_calls_and_says_why(tmp_path: Path) -> None:
+    """digits-student on this CPU: batches cut the per-row cost, yet the batcher's Python per request loses."""
+    tried = Tried(28000.0, 69000.0)
+    with edgerun.load("digits-student") as session:
+        policy = batch_policy(session, folder=tmp_path, measure=Measured(MLP_LIKE), try_modes=tried)
+        cached = cached_policy(session.model.sha256, session.plan, current_device(), folder=tmp_path)
+        serial = cached_policy(session.model.sha256, session.plan, current_device(), folder=tmp_path,
+                               concurrent_runs=False)  # fmt: skip
+    assert (policy.max_batch_size, policy.direct_calls) == (1, True)
+    assert "28000 req/s against 69000 for direct calls" in policy.batch_why
+    assert policy.options() == {"max_batch_size": 1, "instances": policy.instances, "max_queue_delay_ms": 0.0,
+                                "direct_calls": True}  # fmt: skip
+    assert policy.chosen()["tryout"] == {"batched_per_s": 28000.0, "direct_per_s": 69000.0, "callers": 16}
+    assert cached == dataclasses.replace(policy, source="cache")
+    assert serial is not None
+    assert (serial.max_batch_size, serial.direct_calls) == (1, False)
+
+
+def test_a_failed_tryout_leaves_the_decision_to_the_per_row_costs(tmp_path: Path) -> None:
+    def failing(session: Session, size: int, instances: int, delay_ms: float) -> Tryout:
+        raise BackendError("out of memory")
+
+    with edgerun.load("digits-student") as session:
+        policy = batch_policy(session, folder=tmp_path, measure=Measured(MLP_LIKE), try_modes=failing)
+    assert (policy.max_batch_size, policy.tryout, policy.direct_calls) == (16, None, False)
+
+
+def test_flat_costs_make_direct_calls_without_a_tryout(tmp_path: Path) -> None:
+    tried = Tried(2000.0, 1000.0)
+    with edgerun.load("digits-student") as session:
+        policy = batch_policy(session, folder=tmp_path, measure=Measured(CNN_LIKE), try_modes=tried)
+    assert (policy.max_batch_size, policy.direct_calls, tried.calls) == (1, True, [])
+    assert "direct calls" in policy.batch_why
 
 
 def test_the_cache_lives_under_edgerun_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,8 +251,11 @@ def test_batching_true_takes_the_policy_and_says_why(monkeypatch: pytest.MonkeyP
             assert chosen["max_batch_size"] == 1
             assert "no gain from batching" in chosen["batch_why"]
             assert chosen["instances_why"].startswith("8 cores")
+            assert batched.batcher.direct_calls
         options = batching_options({"max_queue_delay_ms": 2, "instances": 3}, session, eight)
-        assert options == {"max_batch_size": 1, "instances": 3, "max_queue_delay_ms": 2}
+        assert options == {"max_batch_size": 1, "instances": 3, "max_queue_delay_ms": 2, "direct_calls": True}
+        ordered = batching_options({"preserve_order": True}, session, eight)
+        assert ordered["direct_calls"] is False  # an order to keep needs the queue
 
 
 def test_explicit_options_win_and_measure_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

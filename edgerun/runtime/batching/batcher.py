@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from edgerun.errors import BackendError, BatcherClosedError, InputError, QueueFullError, RequestTimeoutError
+from edgerun.runtime.batching.direct import DirectCalls
 from edgerun.runtime.batching.layout import Layout
-from edgerun.runtime.batching.options import check_args
+from edgerun.runtime.batching.options import check_args, check_direct
 from edgerun.runtime.batching.requests import (
     Group,
     Outcome,
@@ -46,7 +47,7 @@ from edgerun.runtime.batching.requests import (
     split_rows,
     stack_rows,
 )
-from edgerun.runtime.batching.stats import Stats
+from edgerun.runtime.batching.stats import Stats, add_direct
 from edgerun.runtime.session import Session
 from edgerun.runtime.streaming import Stream
 
@@ -60,6 +61,10 @@ class DynamicBatcher:
     ``preferred_batch_sizes`` entry (for fixed-shape backends) and drops the padding rows.
     ``pad_sequences`` (True or bucket lengths) lets requests of different sequence lengths share a
     batch, padded through the model's mask input and cut back to each request's length.
+    ``direct_calls`` (max batch 1, a session that runs concurrent calls): each blocking ``infer``
+    runs at once in its caller's thread, with no queue and no instance cap, as threads sharing the
+    session would, and a request of several rows runs as it is (nothing is merged, so no batch can
+    exceed the cap); what the device policy chooses where batching does not pay. ``submit`` queues.
     Futures are resolved outside the batcher's lock, so their callbacks may use the batcher.
     """
 
@@ -78,9 +83,11 @@ class DynamicBatcher:
         session_per_instance: bool | None = None,
         session_factory: Callable[[], Session] | None = None,
         pad_sequences: bool | Sequence[int] = False,
+        direct_calls: bool = False,
     ) -> None:
         check_args(session, max_batch_size, max_queue_delay_ms, preferred_batch_sizes, max_queue_size,
                    default_timeout_ms, instances, preserve_order, pad_to_preferred, session_per_instance)  # fmt: skip
+        check_direct(session, direct_calls, max_batch_size, preserve_order, pad_to_preferred)
         self.session = session
         self.layout = Layout(session, max_batch_size, pad_sequences)
         """Each input's and output's batch axis (``session.roles``), shared constants, sequence buckets."""
@@ -122,6 +129,8 @@ class DynamicBatcher:
         """Callers of that batch not yet back; when the last one is, the wait ends at once."""
         self._finished: dict[int, Outcome] = {}
         self._idle_timed = 0
+        self.direct_calls = direct_calls
+        self._direct = DirectCalls(session, None if self._plain else self.layout.fill) if direct_calls else None
         """Idle workers whose wait ends with the current hold (a held request then needs no wake-up)."""
         self.chosen: dict[str, Any] = {}
         """What the defaults chose (instances, max batch size) and why; in ``stats()`` when set."""
@@ -150,7 +159,9 @@ class DynamicBatcher:
         return future
 
     def infer(self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None) -> dict[str, np.ndarray]:
-        """Run a request and wait for it; on an idle batcher it runs at once in this thread."""
+        """Run a request and wait for it; on an idle batcher (or ``direct_calls``) it runs at once in this thread."""
+        if self._direct is not None:
+            return self._direct.run(feeds)
         checked = None
         if not self._queued and self._free and self._idle_path:  # a peek; `_run_idle` decides under the lock
             checked = self._check(feeds)
@@ -219,6 +230,11 @@ class DynamicBatcher:
     run = infer
     __call__ = infer
 
+    @property
+    def blocking_call(self) -> Callable[[np.ndarray | Mapping[str, Any]], dict[str, np.ndarray]]:
+        """``infer`` without a timeout, as directly as this batcher allows (what `BatchedSession.run` binds)."""
+        return self.infer if self._direct is None else self._direct.run
+
     def stream(self) -> Stream:
         """A stream of steps through this stateful model via the batcher: concurrent streams share batches."""
         return Stream(self.infer, self.session.roles, self.session.inputs, self.session.label)
@@ -227,6 +243,8 @@ class DynamicBatcher:
         """Counters, batch-size histogram and queue-wait / execution percentiles (ms)."""
         with self._lock:
             summary = self._stats.summary(self._queued)
+        if self._direct is not None:
+            add_direct(summary, *self._direct.counts())
         if self.chosen:
             summary["chosen"] = dict(self.chosen)
         return summary
@@ -238,6 +256,8 @@ class DynamicBatcher:
         with self._lock:
             if not self._closing:
                 self._closing = True
+                if self._direct is not None:
+                    self._direct.refuse()
                 self._drain = drain
                 if not drain:
                     for group in self._groups.values():
@@ -259,6 +279,8 @@ class DynamicBatcher:
         with self._lock:  # requests running inline in callers' threads finish on their sessions
             while len(self._free) < self._pool_size:
                 self._wake.wait()
+        if self._direct is not None:
+            self._direct.close()
         for own in self._own_sessions:
             own.close()
         self._own_sessions = []

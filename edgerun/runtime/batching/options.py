@@ -60,3 +60,22 @@ def check_args(
         raise ConfigError(f"session_per_instance must be True, False or None, got {session_per_instance!r}")
     if pad_to_preferred and not sizes:
         raise ConfigError("pad_to_preferred needs preferred_batch_sizes")
+
+
+def check_direct(
+    session: Session, direct_calls: Any, max_batch_size: int, preserve_order: bool, pad_to_preferred: bool
+) -> None:
+    """``direct_calls`` runs requests one by one in callers' threads: only on a session that runs concurrent calls."""
+    if not isinstance(direct_calls, bool):
+        raise ConfigError(f"direct_calls must be True or False, got {direct_calls!r}")
+    if not direct_calls:
+        return
+    if max_batch_size != 1:
+        raise ConfigError(f"direct_calls runs requests one by one: it needs max_batch_size 1, got {max_batch_size}")
+    if not session.capabilities.concurrent_runs:
+        raise ConfigError(
+            f"direct_calls needs a session that runs concurrent calls; {session.label}'s backend serialises them "
+            "(use instances with one session each)"
+        )
+    if preserve_order or pad_to_preferred:
+        raise ConfigError("direct_calls cannot preserve_order or pad_to_preferred: each request runs on its own")

@@ -8,9 +8,14 @@ card's shapes); the cap is the largest size reached while each doubling cuts the
 at least 10% (`MIN_GAIN`; timing stops at the first doubling that does not). A compute-bound CNN
 on a CPU (per-row cost flat or rising) gets 1, its requests running as concurrent single calls
 through ``instances``; a weight-bound MLP gets 16. A fixed batch axis gets 1 unmeasured.
-The per-row costs are cached as JSON in edgerun's cache (a `ManifestStore`, like converted
-models), keyed by the model's SHA-256, the device, backend, precision, threads and onnxruntime
-version; the rule is applied on reading, and a corrupt or stale entry is measured again.
+On a backend that runs concurrent calls (ONNX Runtime), max batch 1 means direct calls: each
+blocking request runs at once in its caller's thread (`DynamicBatcher`'s ``direct_calls``). A
+larger cap must also win a short measured tryout against direct calls (`tryout.tryout_modes`):
+the per-row costs do not count the batcher's own Python per request, which on a CPU can outweigh
+what a batch of a tiny model saves. The per-row costs and the tryout are cached as JSON in
+edgerun's cache (a `ManifestStore`, like converted models), keyed by the model's SHA-256, the
+device, backend, precision, threads and onnxruntime version; the rule is applied on reading,
+and a corrupt or stale entry is measured again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgerun.errors import ConfigError, EdgerunError
+from edgerun.runtime.batching.tryout import Tryout
 from edgerun.runtime.device import DeviceProfile, current_device
 from edgerun.runtime.plan import Plan
 from edgerun.runtime.session import Session
@@ -39,7 +45,7 @@ MIN_GAIN = 0.10
 """A doubling of the batch must cut the per-row cost by at least this fraction to be worth its wait."""
 UNMEASURED_MAX_BATCH = 8
 """The cap when the session cannot be timed (inputs it cannot make up): the earlier fixed default."""
-POLICY_VERSION = 1
+POLICY_VERSION = 2
 """Bumped when what is measured changes (not the rule, which is applied on reading)."""
 DEFAULT_DELAY_MS = 1.0
 MIN_DELAY_MS = 0.1
@@ -51,6 +57,8 @@ TIME_PER_SIZE_S = 0.5
 """At most about this long per size after the warm-up (at least 3 timed calls)."""
 
 Measure = Callable[[Session, Sequence[int]], dict[int, float]]
+TryModes = Callable[[Session, int, int, float], Tryout]
+"""Runs a batcher (max batch, instances, queue delay) against direct calls: `tryout.tryout_modes`."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,10 @@ class BatchPolicy:
     """Median milliseconds per row at each batch size timed (empty when not measured)."""
     source: str = "measured"
     """``measured`` (now), ``cache``, ``fixed`` (batch axis fixed: nothing to measure) or ``unmeasured``."""
+    direct_calls: bool = False
+    """Max batch 1 on a backend that runs concurrent calls: requests run in their callers' threads."""
+    tryout: Tryout | None = None
+    """The measured batcher-against-direct-calls rates behind the choice (None: not tried)."""
 
     @property
     def queue_delay_ms(self) -> float:
@@ -81,11 +93,14 @@ class BatchPolicy:
 
     def options(self) -> dict[str, Any]:
         """The `DynamicBatcher` keywords this policy sets."""
-        return {
+        options: dict[str, Any] = {
             "max_batch_size": self.max_batch_size,
             "instances": self.instances,
             "max_queue_delay_ms": round(self.queue_delay_ms, 3),
         }
+        if self.direct_calls:
+            options["direct_calls"] = True
+        return options
 
     def chosen(self) -> dict[str, Any]:
         """What ``batcher.chosen`` reports: each value and why."""
@@ -100,6 +115,8 @@ class BatchPolicy:
             else "about one batch-1 call, within 0.1-2 ms",
             "batch_source": self.source,
             "per_row_ms": {str(k): round(v, 4) for k, v in sorted(self.per_row_ms.items())},
+            "direct_calls": self.direct_calls,
+            **({"tryout": self.tryout.as_dict()} if self.tryout else {}),
         }
 
 
@@ -200,44 +217,97 @@ def batch_policy(
     *,
     folder: Path | None = None,
     measure: Measure | None = None,
+    try_modes: TryModes | None = None,
 ) -> BatchPolicy:
     """The instances and max batch size for ``session`` on ``profile`` (default: this device), measured once.
 
-    ``measure`` times the session (default `measure_per_row`); ``folder`` is the cache (default edgerun's).
+    ``measure`` times the session (default `measure_per_row`), ``try_modes`` runs the batcher
+    against direct calls (default `tryout.tryout_modes`); ``folder`` is the cache (default edgerun's).
     """
     profile = profile or current_device()
     instances, instances_why = device_instances(session.plan, profile)
+    concurrent = session.capabilities.concurrent_runs
     fixed = fixed_batch_reason(session) or _layout_refusal(session)
     if fixed is not None:  # nothing to measure: the batcher could not batch this model anyway
-        return BatchPolicy(instances, instances_why, 1, fixed, source="fixed")
+        return BatchPolicy(instances, instances_why, 1, fixed, source="fixed", direct_calls=concurrent)
     store, entry, expected = _spot(session.model.sha256, session.plan, profile, folder)
     with store.lock(entry):  # a second process measuring this model waits, then reads the entry
         cached = _read(store, entry, expected)
         if cached is not None:
-            size, why = choose_max_batch(cached)
-            return BatchPolicy(instances, instances_why, size, why, cached, source="cache")
+            return _decided(instances, instances_why, *cached, concurrent, "cache")
         try:
             per_row = (measure or measure_per_row)(session, SIZES)
         except (EdgerunError, ValueError) as exc:  # inputs random_feeds cannot make (an unsized symbol)
             why = f"not measured ({exc}): max batch {UNMEASURED_MAX_BATCH}"
             return BatchPolicy(instances, instances_why, UNMEASURED_MAX_BATCH, why, source="unmeasured")
-        text = json.dumps({"per_row_ms": {str(k): v for k, v in per_row.items()}}, indent=2, sort_keys=True)
-        store.store(entry, text.encode() + b"\n", expected)
+        tryout = None
+        size = choose_max_batch(per_row)[0]
+        if concurrent and size > 1:
+            delay = BatchPolicy(instances, "", size, "", per_row).queue_delay_ms
+            tryout = _tried(try_modes or _default_tryout, session, size, instances, delay)
+        record: dict[str, Any] = {"per_row_ms": {str(k): v for k, v in per_row.items()}}
+        if tryout is not None:
+            record["tryout"] = tryout.as_dict()
+        store.store(entry, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n", expected)
+    return _decided(instances, instances_why, per_row, tryout, concurrent, "measured")
+
+
+def _default_tryout(session: Session, size: int, instances: int, delay_ms: float) -> Tryout:
+    from edgerun.runtime.batching.tryout import tryout_modes
+
+    return tryout_modes(session, size, instances, delay_ms)
+
+
+def _tried(try_modes: TryModes, session: Session, size: int, instances: int, delay_ms: float) -> Tryout | None:
+    """The tryout's rates, or None (logged) when it failed: the per-row rule then decides alone."""
+    try:
+        return try_modes(session, size, instances, delay_ms)
+    except EdgerunError as exc:
+        _log.warning("%s: batching not tried against direct calls (%s); the per-row costs decide", session.label, exc)
+        return None
+
+
+def _decided(
+    instances: int,
+    instances_why: str,
+    per_row: dict[int, float],
+    tryout: Tryout | None,
+    concurrent: bool,
+    source: str,
+) -> BatchPolicy:
+    """The policy from the per-row rule, overruled by a tryout in which batching did not pay."""
     size, why = choose_max_batch(per_row)
-    return BatchPolicy(instances, instances_why, size, why, per_row, source="measured")
+    if tryout is not None and not tryout.batching_pays:
+        why = (
+            f"{why}; but with {tryout.callers} callers a batcher of max batch {size} ran "
+            f"{tryout.batched_per_s:.0f} req/s against {tryout.direct_per_s:.0f} for direct calls: "
+            "batching does not pay on this device"
+        )
+        size = 1
+    elif tryout is not None:
+        why = (
+            f"{why}; with {tryout.callers} callers it ran {tryout.batched_per_s:.0f} req/s against "
+            f"{tryout.direct_per_s:.0f} for direct calls"
+        )
+    direct = concurrent and size == 1
+    if direct:
+        why = f"{why}; direct calls: each request runs at once in its caller's thread"
+    return BatchPolicy(instances, instances_why, size, why, per_row, source, direct, tryout)
 
 
 def cached_policy(
-    model_sha256: str, plan: Plan, profile: DeviceProfile, *, folder: Path | None = None
+    model_sha256: str, plan: Plan, profile: DeviceProfile, *, folder: Path | None = None, concurrent_runs: bool = True
 ) -> BatchPolicy | None:
-    """The policy from an earlier measurement of this model, plan and device, or None (nothing measured here)."""
+    """The policy from an earlier measurement of this model, plan and device, or None (nothing measured here).
+
+    ``concurrent_runs``: whether the backend runs concurrent calls (ONNX Runtime), so max batch 1 means direct calls.
+    """
     store, entry, expected = _spot(model_sha256, plan, profile, folder)
     cached = _read(store, entry, expected)
     if cached is None:
         return None
     instances, instances_why = device_instances(plan, profile)
-    size, why = choose_max_batch(cached)
-    return BatchPolicy(instances, instances_why, size, why, cached, source="cache")
+    return _decided(instances, instances_why, *cached, concurrent_runs, "cache")
 
 
 def policy_settings(model_sha256: str, plan: Plan, profile: DeviceProfile) -> dict[str, Any]:
@@ -265,16 +335,35 @@ def _spot(
     return store, entry, {"settings": settings}
 
 
-def _read(store: ManifestStore, entry: Path, expected: dict[str, Any]) -> dict[int, float] | None:
-    """The cached per-row costs, or None; a corrupt or stale entry is removed (with a warning)."""
+def _read(store: ManifestStore, entry: Path, expected: dict[str, Any]) -> tuple[dict[int, float], Tryout | None] | None:
+    """The cached per-row costs and tryout, or None; a corrupt or stale entry is removed (with a warning)."""
     found = store.lookup(
         entry, expected, _check, warning="cached batching measurement %s is unusable: %s; measuring again"
     )
-    return None if found is None else _costs(json.loads(found.path.read_text()))
+    if found is None:
+        return None
+    data = json.loads(found.path.read_text())
+    return _costs(data), _tryout(data)
 
 
 def _check(path: Path) -> None:
-    _costs(json.loads(path.read_text()))
+    data = json.loads(path.read_text())
+    _costs(data)
+    _tryout(data)
+
+
+def _tryout(data: Any) -> Tryout | None:
+    """The cached tryout, or None when there was none; ValueError when it is malformed."""
+    found = data.get("tryout")
+    if found is None:
+        return None
+    try:
+        tryout = Tryout(float(found["batched_per_s"]), float(found["direct_per_s"]), int(found["callers"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed tryout {found!r}") from exc
+    if not (tryout.batched_per_s >= 0 and tryout.direct_per_s >= 0 and tryout.callers >= 1):
+        raise ValueError(f"tryout rates must be >= 0, got {found!r}")
+    return tryout
 
 
 def _costs(data: Any) -> dict[int, float]:

@@ -35,7 +35,7 @@ class BatchedSession(Session):
         )
         self.inner = session
         self.batcher = batcher
-        self._batched_run = batcher.infer
+        self._batched_run = batcher.blocking_call
 
     def run(self, feeds: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         return self._batched_run(feeds)
@@ -112,7 +112,10 @@ def _resolved(
     chosen = policy.chosen()
     if "instances" in given:
         chosen.update(instances=given["instances"], instances_why="given")
-    return {**policy.options(), **given}, chosen
+    options = {**policy.options(), **given}
+    if options.get("direct_calls") and (options.get("preserve_order") or options.get("pad_to_preferred")):
+        options["direct_calls"] = chosen["direct_calls"] = False  # what the caller asked for needs the queue
+    return options, chosen
 
 
 def _instances(given: Mapping[str, Any]) -> dict[str, Any]:

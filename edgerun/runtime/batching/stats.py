@@ -54,3 +54,20 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
         return {"p50": 0.0, "p99": 0.0}
     p50, p99 = nearest_ranks([s * 1e3 for s in seconds], (50, 99))
     return {"p50": p50, "p99": p99}
+
+
+def add_direct(summary: dict[str, Any], started: int, failed: int, running: int) -> None:
+    """Count direct calls (`DirectCalls`) into ``summary``: each a request and, once it ran, a batch of 1.
+
+    They keep no timings (their hot path takes no lock), so the percentiles stay those of queued work.
+    """
+    ran = started - failed - running
+    summary["requests"] += started
+    summary["inline"] += started
+    summary["failed"] += failed
+    summary["batches"] += ran
+    histogram = summary["batch_size_histogram"]
+    histogram[1] = histogram.get(1, 0) + ran
+    batches = summary["batches"]
+    summary["mean_batch_size"] = sum(k * v for k, v in histogram.items()) / batches if batches else 0.0
+    summary["direct_calls"] = True
