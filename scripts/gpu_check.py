@@ -157,7 +157,7 @@ def pytest_checks(out: Path, timeout_s: float) -> tuple[list[dict[str, Any]], fl
 
 def _nodeid(case: ET.Element) -> str:
     classname, name = case.get("classname", ""), case.get("name", "")
-    parts = classname.split(".")
+    parts = [part for part in classname.split(".") if part]  # Path("").with_suffix raises on Python 3.10
     for cut in range(len(parts), 0, -1):  # module path, then any test classes
         path = Path(*parts[:cut]).with_suffix(".py")
         if (REPO / path).is_file():
