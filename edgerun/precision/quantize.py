@@ -15,7 +15,6 @@ nothing was. All temporary files live in a temporary folder.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import logging
 import os
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from edgerun.errors import ConfigError, ConversionError
+from edgerun.precision import rangefile
+from edgerun.precision.ortfeatures import conv_integer_int8_weights, onnxruntime_version
 from edgerun.precision.ranges import cached_ranges_usable, calibrate, range_cache_path
 from edgerun.runtime.backends.base import QdqLayout
 from edgerun.runtime.modelfile import ModelFile
@@ -377,18 +378,24 @@ def _static(
         except Exception as exc:
             raise ConversionError(f"{source.path}: onnxruntime static quantization failed: {exc}") from exc
 
-    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-        _log.info("this onnxruntime has no calibration cache: calibrating on every run")
-        calibration.rewind()
-        with contextlib.redirect_stdout(io.StringIO()):
-            run(calibration)
-        return None, False
+    def run_cached(cache_file: Path) -> None:
+        """Quantize with the ranges in ``cache_file``: ORT reads it itself, or (older ORT) edgerun hands them over."""
+        if rangefile.native_cache():
+            run(None, calibration_cache_path=str(cache_file))
+            return
+        try:
+            ranges = rangefile.load_ranges(cache_file)
+        except Exception as exc:  # checked by cached_ranges_usable: only a file changed since then gets here
+            raise ConversionError(f"{cache_file}: calibration cache unreadable: {exc}") from exc
+        with rangefile.fixed_ranges(ranges), contextlib.redirect_stdout(io.StringIO()):
+            run(calibration)  # the reader is not read: the fixed calibrator returns the ranges
+
     cache_file = range_cache_path(source, calibration, options.method, cache_folder)
     hit = cached_ranges_usable(cache_file, method)
     if not hit:
         calibrate(prepared, calibration, method, cache_file, prepared.parent)
     try:
-        run(None, calibration_cache_path=str(cache_file))
+        run_cached(cache_file)
     except ConversionError as exc:
         if not hit:
             raise
@@ -397,7 +404,7 @@ def _static(
         )
         cache_file.unlink(missing_ok=True)
         calibrate(prepared, calibration, method, cache_file, prepared.parent)
-        run(None, calibration_cache_path=str(cache_file))
+        run_cached(cache_file)
         hit = False
     return cache_file, hit
 
@@ -425,6 +432,15 @@ def _dynamic(
             "dynamic quantization ran about 3x slower than FP32 on a CNN here. Use static INT8 with --calib, "
             "or --force to do it anyway (dynamic suits MatMul-heavy models)."
         )
+    weights = QuantType.QInt8
+    if convs and not conv_integer_int8_weights():
+        weights = QuantType.QUInt8
+        _log.warning(
+            "%s: onnxruntime %s cannot run ConvInteger with int8 weights (onnxruntime 1.32 can): "
+            "quantizing the weights as uint8",
+            path,
+            onnxruntime_version(),
+        )
     extra: dict[str, Any] = {}
     sub_types = _subgraph_op_types(proto.graph)
     if sub_types:
@@ -436,14 +452,14 @@ def _dynamic(
 
             extra["op_types_to_quantize"] = [t for t in IntegerOpsRegistry if t not in kinds]
     try:
-        quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8, nodes_to_exclude=excluded, **extra)
+        quantize_dynamic(str(prepared), str(output), weight_type=weights, nodes_to_exclude=excluded, **extra)
     except Exception as exc:
         if not sub_types:
             raise ConversionError(f"{path}: onnxruntime dynamic quantization failed: {exc}") from exc
         reason = f"onnxruntime's dynamic quantizer failed on the subgraphs ({str(exc).strip()[:200]})"
         _log.info("%s: %s; quantizing the top-level graph only", path, reason)
         try:
-            quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+            quantize_dynamic(str(prepared), str(output), weight_type=weights, nodes_to_exclude=excluded)
         except Exception as again:
             raise ConversionError(f"{path}: onnxruntime dynamic quantization failed: {again}") from again
         return reason

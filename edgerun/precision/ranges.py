@@ -42,10 +42,10 @@ def cached_ranges_usable(path: Path, method: Any) -> bool:
         raise ConversionError(f"{path} is a folder, not a calibration cache file: remove it or choose another cache")
     if not path.is_file():
         return False
-    from onnxruntime.quantization.calibrate import load_tensors_data
+    from edgerun.precision.rangefile import load_ranges
 
     try:
-        ranges = load_tensors_data(path)
+        ranges = load_ranges(path)
         if ranges.calibration_method != method or not ranges.data:
             raise ValueError("wrong calibration method or no tensors")
         for data in ranges.data.values():
@@ -66,7 +66,9 @@ def calibrate(prepared: Path, calibration: CalibrationData, method: Any, cache_f
     search: ORT's default of 128 histogram bins for 128 quantized bins leaves one candidate
     threshold, which makes entropy identical to min/max.
     """
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    from edgerun.precision.rangefile import save_ranges
 
     extra = {"num_bins": 2048, "num_quantized_bins": 128} if method == CalibrationMethod.Entropy else {}
     calibrator = create_calibrator(
@@ -88,4 +90,4 @@ def calibrate(prepared: Path, calibration: CalibrationData, method: Any, cache_f
         calibration.rewind()
         if chatter.getvalue():
             _log.debug("onnxruntime calibration: %s", chatter.getvalue().strip())
-    save_tensors_data(ranges, cache_file)
+    save_ranges(ranges, cache_file)

@@ -279,7 +279,7 @@ def test_convert_a_user_model_with_free_dims(capsys: pytest.CaptureFixture[str],
     assert_one_line_error(err, "cls.onnx: no check data, and random inputs need concrete input shapes", "--shape x=")
     assert not (tmp_path / "a.onnx").exists()
     args = ["convert", copy, "--fp16", "-o", tmp_path / "b.onnx", "--json"]
-    code, stdout, _ = run_cli(capsys, *args, "--shape", "x=2x3x32x100")
+    code, stdout, _ = run_cli(capsys, *args, "--shape", "x=2x3x48x100")
     assert code == 0
     result = json.loads(stdout)
     assert result["check"]["samples"] == "8 seeded random samples (seed 0)"

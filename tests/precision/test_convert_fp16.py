@@ -181,8 +181,10 @@ def test_weights_beyond_fp16_range_are_counted_as_clamped(tmp_path: Path) -> Non
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(height=st.integers(16, 64), width=st.integers(16, 256), batch=st.integers(1, 3))
+@given(height=st.integers(33, 64), width=st.integers(16, 256), batch=st.integers(1, 3))
 def test_fp16_ppocr_cls_tracks_fp32_at_any_shape(tmp_path: Path, height: int, width: int, batch: int) -> None:
+    """Any shape the FP32 model is defined at by ONNX: below 33 rows its last MaxPool (kernel 2, stride 2, no
+    padding) gets 1 row, which ONNX's formula floors to 0 (onnxruntime 1.20 then fails; 1.32 gives 1 row)."""
     target = tmp_path / "cls16.onnx"
     if not target.exists():
         shutil.copy(convert_fp16(CLS, tmp_path / "made.onnx").output, target)
