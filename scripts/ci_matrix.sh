@@ -24,7 +24,7 @@ for version in "${legs[@]}"; do
     { "$python" -m venv "$venv" && "$venv/bin/pip" install -q "${constraints[@]}" -e '.[test-base]'; } || {
         echo "ci-matrix: installing on Python $version failed" >&2; exit 1; }
     "$venv/bin/python" -c 'import sys, onnxruntime, numpy; print(f"ci-matrix: Python {sys.version.split()[0]}, onnxruntime {onnxruntime.__version__}, numpy {numpy.__version__}")'
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -rs  # -rs: every skip and its reason, in the log
     code=$?
     echo "ci-matrix: Python $version: pytest exit $code in $((SECONDS - started)) s"
     if [ "$code" -ne 0 ]; then status=1; fi
