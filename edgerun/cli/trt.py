@@ -34,6 +34,9 @@ from edgerun.trt.recipes import PRECISIONS as ENGINE_PRECISIONS
 @click.option(
     "--version-compatible", is_flag=True, help="Engine file loadable by later TensorRT of the same major (slower)."
 )
+@click.option(
+    "--sparse-weights", is_flag=True, help="Let TensorRT use 2:4 sparse tactics (Ampere+; 2:4-pruned weights)."
+)
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Engine cache folder.")
 def build_cmd(
     model: str | None,
@@ -48,6 +51,7 @@ def build_cmd(
     dla_core: int | None,
     low_memory: bool,
     version_compatible: bool,
+    sparse_weights: bool,
     cache_dir: Path | None,
 ) -> None:
     """Build (or find in the cache) the TensorRT engine for MODEL on this GPU."""
@@ -81,6 +85,8 @@ def build_cmd(
         options["low_memory"] = True
     if version_compatible:
         options["version_compatible"] = True
+    if sparse_weights:
+        options["sparse_weights"] = True
     started = time.perf_counter()
     with load(model, backend="tensorrt", precision=as_precision(precision or "fp16"), **options) as session:
         backend = session.opened_backend

@@ -137,6 +137,7 @@ class TensorRTBackend:
             dla_core=options.get("dla_core"),
             low_memory=bool(options.get("low_memory", False)),
             version_compatible=bool(options.get("version_compatible", False)),
+            sparse_weights=bool(options.get("sparse_weights", False)),
         )
         key = EngineKey(
             model_sha256=model.sha256,

@@ -54,6 +54,10 @@ class BuildSettings:
     """Where timing caches are kept: a folder, or a file name that `timing_cache_file` tags per GPU and version."""
     dla_core: int | None = None
     low_memory: bool = False
+    sparse_weights: bool = False
+    """Let TensorRT pick sparse tactics for weights already in the 2:4 pattern (`edgerun.distill.prune.
+    semi_structured_prune`): Ampere and newer GPUs. Unverified on a device here; the engine says whether any
+    layer took a sparse tactic only in TensorRT's verbose build log."""
     version_compatible: bool = False
     """Embed a lean runtime so later TensorRT versions of the same major can load the engine.
 
@@ -77,6 +81,8 @@ class BuildSettings:
                 flags.append("FP16")  # 10.x DLA builds are weakly typed: precision by flag
         if self.version_compatible:
             flags.append("VERSION_COMPATIBLE")
+        if self.sparse_weights:
+            flags.append("SPARSE_WEIGHTS")
         return tuple(sorted(flags))
 
     def key(self) -> dict[str, Any]:
@@ -86,7 +92,7 @@ class BuildSettings:
             "dla_core": self.dla_core,
             "low_memory": self.low_memory,
             "version_compatible": self.version_compatible,
-        }
+        }  # sparse_weights: in the key through its builder flag (EngineKey.flags), so older keys stay valid
 
     def effective_workspace_mb(self) -> int | None:
         if self.low_memory:

@@ -31,6 +31,7 @@ OPTIONS = {
     "dla_core": "build for this DLA core (Jetson Xavier, Orin NX / AGX Orin), with GPU fallback; needs static shapes",
     "low_memory": "cap builder memory for 4-8 GB Jetsons",
     "version_compatible": "embed a lean runtime so later TensorRT of the same major can load the engine file (slower)",
+    "sparse_weights": "let TensorRT use 2:4 sparse tactics (Ampere+; weights pruned by semi_structured_prune)",
     "timing_cache": "persistent timing cache: a file or folder (str or Path), one file per TensorRT version and GPU",
     "engine_cache": "engine cache folder, str or Path (default: the user cache)",
 }

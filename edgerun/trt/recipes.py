@@ -10,6 +10,7 @@ A recipe pins what an engine is built from, so a fleet builds the same engine on
     opt_level = 3
     dla_core = 0                     # Jetson DLA (Xavier, Orin NX / AGX), GPU fallback; needs batch = "1"
     low_memory = false
+    sparse_weights = false           # 2:4-pruned weights: TensorRT's sparse tactics (Ampere+)
     target = "Jetson Orin, JetPack 6.1 (TensorRT 10.3)"   # for people: where it was validated
 """
 
@@ -40,6 +41,7 @@ _KNOWN = {
     "dla_core",
     "low_memory",
     "version_compatible",
+    "sparse_weights",
     "target",
     "notes",
 }
@@ -58,6 +60,7 @@ class Recipe:
     dla_core: int | None = None
     low_memory: bool = False
     version_compatible: bool = False
+    sparse_weights: bool = False
     target: str = ""
 
     def load_options(self) -> dict[str, Any]:
@@ -73,6 +76,8 @@ class Recipe:
             options["low_memory"] = True
         if self.version_compatible:
             options["version_compatible"] = True
+        if self.sparse_weights:
+            options["sparse_weights"] = True
         if self.calibration is not None:
             options["calibration"] = str(self.calibration)
         return options
@@ -119,6 +124,7 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
             dla_core=_int(data, "dla_core", path),
             low_memory=_bool(data, "low_memory", path),
             version_compatible=_bool(data, "version_compatible", path),
+            sparse_weights=_bool(data, "sparse_weights", path),
             target=str(data.get("target", "")),
         )
     except ConfigError:

@@ -153,7 +153,7 @@ def test_build_with_a_bad_recipe_names_the_file(capsys: pytest.CaptureFixture[st
     assert code == 1
     assert one_line(err) == (
         f"error: {recipe}: unknown recipe keys workspace; known: batch, calibration, dla_core, low_memory, "
-        "model, notes, opt_level, precision, shapes, target, version_compatible, workspace_mb"
+        "model, notes, opt_level, precision, shapes, sparse_weights, target, version_compatible, workspace_mb"
     )
 
 

@@ -142,7 +142,7 @@ def test_a_recipe_that_is_not_utf8_raises_config_error(tmp_path: Path) -> None:
     assert str(info.value).startswith(f"{path}: ")
 
 
-@pytest.mark.parametrize("key", ["low_memory", "version_compatible"])
+@pytest.mark.parametrize("key", ["low_memory", "version_compatible", "sparse_weights"])
 def test_a_boolean_given_as_a_string_is_refused(tmp_path: Path, key: str) -> None:
     path = tmp_path / "r.toml"
     path.write_text(GOOD + f'{key} = "false"\n')
@@ -267,3 +267,28 @@ def test_model_names_and_paths(tmp_path: Path, model: str, expected: str) -> Non
     path.write_text(f'model = "{model}"\nprecision = "fp32"\n')
     assert read_recipe(path).model == expected.format(folder=tmp_path)
     assert read_recipe(path).calibration is None
+
+
+def test_sparse_weights_reaches_the_load_options_and_the_builder_flags(tmp_path: Path) -> None:
+    """The recipe's sparse_weights becomes load's option, then the SPARSE_WEIGHTS flag, a name every supported
+    TensorRT has (tests/fixtures/trt-api); the engine cache key holds it through those flags."""
+    import json
+
+    from edgerun.trt.build import BuildSettings
+
+    path = tmp_path / "r.toml"
+    path.write_text(GOOD + "sparse_weights = true\n")
+    recipe = read_recipe(path)
+    assert recipe.load_options().get("sparse_weights") is True
+    assert "sparse_weights" in backend.OPTIONS
+    dense = BuildSettings(precision="fp16", profile=Profile(()))
+    sparse = BuildSettings(precision="fp16", profile=Profile(()), sparse_weights=True)
+    surfaces = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "trt-api").glob("trt-*.json"))
+    assert surfaces
+    for surface in surfaces:
+        flags = json.loads(surface.read_text())["enums"]["BuilderFlag"]
+        major = int(surface.stem.split("-")[1].split(".")[0])
+        assert "SPARSE_WEIGHTS" in sparse.flag_names(major)
+        assert "SPARSE_WEIGHTS" not in dense.flag_names(major)
+        assert set(sparse.flag_names(major)) <= set(flags), surface.name
+    assert dense.key() == sparse.key()  # the engine key holds it through the flags, as cached keys did
