@@ -348,13 +348,20 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
 def test_a_read_only_cache_folder_falls_back_to_a_temporary_one(
-    tmp_path: Path, private_tmp: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, private_tmp: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Writing into the folder fails as a read-only folder makes it fail (injected: root ignores permissions)."""
     root = tmp_path / "read-only"
     root.mkdir()
-    root.chmod(0o500)
+    real = tempfile.NamedTemporaryFile
+
+    def denied(*args: Any, **kwargs: Any) -> Any:
+        if Path(kwargs.get("dir") or ".") == root:
+            raise PermissionError(13, "Permission denied", str(root))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", denied)
     try:
         with caplog.at_level(logging.WARNING, logger="edgerun"):
             cache = EngineCache(root)
@@ -368,7 +375,7 @@ def test_a_read_only_cache_folder_falls_back_to_a_temporary_one(
         assert cache.lookup(make_key()) == b"engine"
         assert list(root.iterdir()) == []
     finally:
-        root.chmod(0o700)
+        monkeypatch.undo()
 
 
 def test_a_cache_folder_that_cannot_be_made_falls_back_to_a_temporary_one(

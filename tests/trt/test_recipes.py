@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,17 +122,23 @@ def test_a_folder_as_recipe_raises_config_error_naming_it(tmp_path: Path) -> Non
     assert str(info.value).startswith(f"{tmp_path}: ")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_an_unreadable_recipe_raises_config_error_naming_the_file(tmp_path: Path) -> None:
+def test_an_unreadable_recipe_raises_config_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read fails as a file without read permission makes it fail (injected: root ignores permissions)."""
     path = tmp_path / "secret.toml"
     path.write_text(GOOD)
-    path.chmod(0)
-    try:
-        with pytest.raises(ConfigError, match="cannot read recipe: Permission denied") as info:
-            read_recipe(path)
-        assert str(info.value).startswith(f"{path}: ")
-    finally:
-        path.chmod(0o600)
+    real = Path.read_text
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(ConfigError, match="cannot read recipe: Permission denied") as info:
+        read_recipe(path)
+    assert str(info.value).startswith(f"{path}: ")
 
 
 def test_a_recipe_that_is_not_utf8_raises_config_error(tmp_path: Path) -> None:
