@@ -16,6 +16,7 @@ so fine-tuning keeps the zeros; `remove_masks` makes them permanent before expor
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from edgerun.errors import ConfigError, MissingExtraError
+
+_log = logging.getLogger("edgerun")
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 """Layers whose weights magnitude and 2:4 pruning act on."""
@@ -142,8 +145,8 @@ def prune_channels(
 
     ``ratio``: the fraction of channels removed from every prunable layer; or ``target_macs``:
     prune in ``max_steps`` equal steps until the MACs (batch 1, ``example_input``) are at or below
-    it. The layers that make the model's outputs, and those named in ``keep``, keep their output
-    channels, so the model's interface does not change.
+    it (a warning when even that leaves it above). The layers that make the model's outputs, and
+    those named in ``keep``, keep their output channels, so the model's interface does not change.
     """
     try:
         import torch_pruning as tp
@@ -183,6 +186,14 @@ def prune_channels(
             break
     params = int(tp.utils.count_ops_and_params(model, example_input)[1])
     model.train(was_training)
+    if target_macs is not None and macs > target_macs:
+        _log.warning(
+            "%s: channel pruning stopped at %d MACs, above the target %d, with 95%% of every prunable layer's "
+            "channels removed (the output layers and those kept set the floor)",
+            type(model).__name__,
+            macs,
+            target_macs,
+        )
     return ChannelReport(params_before, params, macs_before, macs, done)
 
 

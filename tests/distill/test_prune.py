@@ -183,3 +183,14 @@ def test_unstructured_sparsity_leaves_shapes_and_macs_alone(tmp_path: Path) -> N
     assert sparse.size_bytes == pytest.approx(dense.size_bytes, rel=0.01)
     assert count_macs(sparse.path, {"x": SAMPLE}) == count_macs(dense.path, {"x": SAMPLE})
     assert np.isfinite(sparse.max_abs_error)
+
+
+def test_a_mac_target_below_what_pruning_can_reach_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    model = ResidualConcat()
+    with caplog.at_level(logging.WARNING, logger="edgerun"):
+        report = prune_channels(model, torch.randn(*SAMPLE), target_macs=1, max_steps=3)
+    assert report.macs_after > 1
+    assert report.steps == 3
+    assert any("above the target 1" in r.getMessage() for r in caplog.records)
