@@ -19,6 +19,7 @@ import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,20 +94,21 @@ def magnitude_prune(
 
 
 def semi_structured_prune(model: nn.Module, *, layers: Sequence[str] | None = None) -> SparsityReport:
-    """2:4 sparsity: in every group of four weights along each layer's input, the two smallest are zeroed.
+    """2:4 sparsity: in every group of four weights along each layer's input channels, the two smallest are zeroed.
 
-    Layers whose input size is not a multiple of 4 are left dense (TensorRT would too). Unverified
+    For a Conv the groups run along its input channels at each kernel position, the pattern TensorRT's
+    sparse kernels read. Layers whose input channels (per group) are not a multiple of 4 are left dense. Unverified
     here: TensorRT's sparse kernels need an Ampere or newer GPU and the builder's sparse-weights flag.
     """
     for _, module in _layers(model, layers):
         weight = _weight(module)
-        rows = weight.reshape(weight.shape[0], -1)
-        if rows.shape[1] % 4:
+        along_inputs = weight.movedim(1, -1)  # [out, (kernel...), in]: the groups run along input channels
+        if along_inputs.shape[-1] % 4:
             continue
-        groups = rows.abs().reshape(rows.shape[0], -1, 4)
+        groups = along_inputs.abs().reshape(*along_inputs.shape[:-1], -1, 4)
         keep = groups.argsort(dim=-1, descending=True)[..., :2]
         mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
-        torch_prune.custom_from_mask(module, "weight", mask=mask.reshape(weight.shape))
+        torch_prune.custom_from_mask(module, "weight", mask=mask.reshape(along_inputs.shape).movedim(-1, 1))
     return sparsity_report(model)
 
 
@@ -163,10 +165,28 @@ def prune_channels(
     if max_steps < 1:
         raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
     ignored = [module for _, module in _layers(model, keep)] if keep else []
-    ignored += _output_layers(model, example_input)
     was_training = model.training
     model.eval()
+    try:
+        ignored += output_layers(model, example_input)
+        return _prune_channels(tp, model, example_input, ignored, ratio, target_macs, max_steps)
+    finally:
+        model.train(was_training)
+
+
+def _prune_channels(
+    tp: Any,
+    model: nn.Module,
+    example_input: torch.Tensor,
+    ignored: list[nn.Module],
+    ratio: float | None,
+    target_macs: int | None,
+    max_steps: int,
+) -> ChannelReport:
+    """`prune_channels` once its arguments are checked, with ``model`` in eval mode."""
     macs_before, params_before = (int(v) for v in tp.utils.count_ops_and_params(model, example_input))
+    if target_macs is not None and macs_before <= target_macs:
+        return ChannelReport(params_before, params_before, macs_before, macs_before, 0)  # nothing to remove
     steps = 1 if ratio is not None else max_steps
     pruner = tp.pruner.MetaPruner(
         model,
@@ -185,7 +205,6 @@ def prune_channels(
         if target_macs is not None and macs <= target_macs:
             break
     params = int(tp.utils.count_ops_and_params(model, example_input)[1])
-    model.train(was_training)
     if target_macs is not None and macs > target_macs:
         _log.warning(
             "%s: channel pruning stopped at %d MACs, above the target %d, with 95%% of every prunable layer's "
@@ -197,20 +216,51 @@ def prune_channels(
     return ChannelReport(params_before, params, macs_before, macs, done)
 
 
-def _output_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:
-    """The prunable layers that run last (those that make the outputs): their channels are the outputs."""
-    order: list[nn.Module] = []
-    hooks = [
-        m.register_forward_hook(lambda m, i, o: order.append(m)) for m in model.modules() if isinstance(m, PRUNABLE)
-    ]
+def output_layers(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:
+    """The Conv/Linear layers whose outputs reach the model's outputs with no other such layer in between.
+
+    Their channels are the outputs (every head of a multi-head model), so channel pruning leaves them.
+    Found from the autograd graph of one forward pass: from each output back to the first layer met.
+    """
+    made_by: dict[Any, nn.Module] = {}
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+            made_by[output.grad_fn] = module
+
+    layers = [m for m in model.modules() if isinstance(m, PRUNABLE)]
+    hooks = [m.register_forward_hook(record) for m in layers]
     try:
-        with torch.no_grad():
-            model.eval()
-            model(example_input)
+        with torch.enable_grad():
+            outputs = model(example_input.detach().requires_grad_(False))
     finally:
         for hook in hooks:
             hook.remove()
-    return order[-1:]
+    found: list[nn.Module] = []
+    seen: set[Any] = set()
+    frontier: list[Any] = [t.grad_fn for t in _tensors(outputs) if t.grad_fn is not None]
+    while frontier:
+        node = frontier.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node in made_by:
+            if made_by[node] not in found:
+                found.append(made_by[node])
+            continue  # the layer ends this path: what feeds it is not an output
+        frontier += [parent for parent, _ in node.next_functions]
+    return found
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in a model's output: a tensor, or tuples, lists and dicts of them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def _layers(model: nn.Module, names: Sequence[str] | None) -> list[tuple[str, nn.Module]]:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from edgerun.errors import ConversionError
+
 FORMAT = "edgerun-ranges-1"
 """The ``format`` field of edgerun's own range files (older ORT only)."""
 _swap_lock = threading.Lock()
@@ -85,7 +87,10 @@ def fixed_ranges(ranges: Any) -> Iterator[None]:
 
     namespace = quantize_static.__globals__
     if "create_calibrator" not in namespace:
-        raise RuntimeError("this onnxruntime's quantize_static does not calibrate through create_calibrator")
+        raise ConversionError(
+            "this onnxruntime's quantize_static neither reads a calibration cache nor calibrates through "
+            "create_calibrator: edgerun cannot hand it cached ranges (onnxruntime 1.20 and 1.32 are tested)"
+        )
 
     def create_calibrator(*args: Any, **kwargs: Any) -> _FixedCalibrator:
         return _FixedCalibrator(ranges)

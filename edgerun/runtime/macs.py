@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnx
 
-from edgerun.errors import InputError
+from edgerun.errors import InputError, ModelError
 
 _CONV = {"Conv", "ConvInteger", "QLinearConv"}
 _MATMUL = {"MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"}
@@ -24,7 +24,7 @@ _WEIGHT_INPUT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3, "ConvTranspose":
 
 def count_macs(path: str | Path, shapes: Mapping[str, Sequence[int]]) -> int:
     """MACs of one run of the model at ``path`` with inputs of ``shapes`` (every input of the graph)."""
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)  # dims are in the graph; weights are not needed
     graph = model.graph
     initializers = {init.name for init in graph.initializer}
     for value in graph.input:
@@ -37,7 +37,10 @@ def count_macs(path: str | Path, shapes: Mapping[str, Sequence[int]]) -> int:
         del dims[:]
         for size in shapes[value.name]:
             dims.add().dim_value = int(size)
-    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    except Exception as exc:  # onnx raises its own InferenceError, or ValueError past 2 GB
+        raise ModelError(Path(path), f"shape inference failed, so its MACs cannot be counted: {exc}") from exc
     known = {v.name: _dims(v) for v in (*inferred.value_info, *inferred.input, *inferred.output)}
     for init in graph.initializer:
         known[init.name] = [int(d) for d in init.dims]

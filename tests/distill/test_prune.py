@@ -102,18 +102,51 @@ def test_fine_tuning_keeps_the_zeros_and_changes_the_rest() -> None:
         assert not torch.equal(weight[mask == 1], kept[name][mask == 1])
 
 
-def test_two_of_every_four_weights_are_zero() -> None:
-    model = small()
+def test_two_of_every_four_weights_along_the_input_channels_are_zero() -> None:
+    """TensorRT's pattern: for a Conv, groups of four input channels at each kernel position."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 16, 3), nn.Flatten(), nn.Linear(16 * 16, 10))
+    dense_before = model[0].weight.detach().clone()
     semi_structured_prune(model)
     remove_masks(model)
-    for module in model:
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            rows = module.weight.detach().reshape(module.weight.shape[0], -1)
-            if rows.shape[1] % 4:
-                assert torch.count_nonzero(rows) == rows.numel()  # left dense: not a multiple of 4
-                continue
-            zeros_per_group = (rows.reshape(rows.shape[0], -1, 4) == 0).sum(-1)
-            assert bool((zeros_per_group >= 2).all())
+    assert torch.equal(model[0].weight.detach(), dense_before)  # 3 input channels: left dense
+    conv = model[1].weight.detach().movedim(1, -1)  # [out, kh, kw, in]
+    assert bool(((conv.reshape(16, 3, 3, 2, 4) == 0).sum(-1) >= 2).all())
+    linear = model[3].weight.detach()
+    assert bool(((linear.reshape(10, -1, 4) == 0).sum(-1) >= 2).all())
+
+
+class TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.cls = nn.Conv2d(16, 8, 1)
+        self.fc = nn.Linear(8, 4)
+        self.box = nn.Conv2d(16, 6, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.bn(self.body(x)))
+        return self.fc(torch.relu(self.cls(h)).mean(dim=(2, 3))), self.box(h)
+
+
+def test_every_head_keeps_its_outputs_and_the_mode_is_restored() -> None:
+    model = TwoHeads().train()
+    sample = torch.randn(*SAMPLE)
+    before = [t.shape for t in model(sample)]
+    prune_channels(model, sample, ratio=0.5)
+    assert model.training
+    assert [t.shape for t in model.eval()(sample)] == before
+    assert (model.fc.out_features, model.box.out_channels) == (4, 6)
+    assert model.body.out_channels < 16
+
+
+def test_a_mac_target_already_met_prunes_nothing() -> None:
+    model = ResidualConcat()
+    shapes = [p.shape for p in model.parameters()]
+    report = prune_channels(model, torch.randn(*SAMPLE), target_macs=10**12)
+    assert (report.steps, report.macs_after) == (0, report.macs_before)
+    assert [p.shape for p in model.parameters()] == shapes
 
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5])

@@ -179,9 +179,13 @@ def test_a_failed_tryout_leaves_the_decision_to_the_per_row_costs(tmp_path: Path
     def failing(session: Session, size: int, instances: int, delay_ms: float) -> Tryout:
         raise BackendError("out of memory")
 
+    measure = Measured(MLP_LIKE)
     with edgerun.load("digits-student") as session:
-        policy = batch_policy(session, folder=tmp_path, measure=Measured(MLP_LIKE), try_modes=failing)
-    assert (policy.max_batch_size, policy.tryout, policy.direct_calls) == (16, None, False)
+        policy = batch_policy(session, folder=tmp_path, measure=measure, try_modes=failing)
+        assert (policy.max_batch_size, policy.tryout, policy.direct_calls) == (16, None, False)
+        again = batch_policy(session, folder=tmp_path, measure=measure, try_modes=Tried(1000.0, 2000.0))
+    assert (again.source, measure.calls) == ("measured", 2)  # the failure was not cached: tried again
+    assert (again.max_batch_size, again.direct_calls) == (1, True)
 
 
 def test_flat_costs_make_direct_calls_without_a_tryout(tmp_path: Path) -> None:

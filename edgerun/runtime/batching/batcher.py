@@ -64,7 +64,8 @@ class DynamicBatcher:
     ``direct_calls`` (max batch 1, a session that runs concurrent calls): each blocking ``infer``
     runs at once in its caller's thread, with no queue and no instance cap, as threads sharing the
     session would, and a request of several rows runs as it is (nothing is merged, so no batch can
-    exceed the cap); what the device policy chooses where batching does not pay. ``submit`` queues.
+    exceed the cap, and timeouts do not apply: nothing waits in a queue); what the device policy
+    chooses where batching does not pay. ``submit`` queues.
     Futures are resolved outside the batcher's lock, so their callbacks may use the batcher.
     """
 

@@ -43,21 +43,24 @@ class DirectCalls:
         token = next(self._ids)
         running = self._running
         running.add(token)  # before the closing check: close then waits for this call
+        failed = True
         try:
             if self._closing:
                 raise BatcherClosedError(f"batcher for {self.session.label} is closed")
-            return self._call(feeds)
-        except BaseException as exc:
-            with self._lock:
-                self._failed += 1
-            if isinstance(exc, Exception) and not isinstance(exc, EdgerunError):
-                raise BackendError(f"{self.session.label}: this request failed: {exc}") from exc
-            raise
+            result = self._call(feeds)
+            failed = False
+            return result
+        except Exception as exc:
+            if isinstance(exc, EdgerunError):
+                raise
+            raise BackendError(f"{self.session.label}: this request failed: {exc}") from exc
         finally:
-            running.discard(token)
-            if self._closing:
+            running.discard(token)  # first: a failed call is counted once, as failed, never also as running
+            if failed or self._closing:
                 with self._lock:
-                    self._idle.notify_all()
+                    self._failed += failed
+                    if self._closing:
+                        self._idle.notify_all()
 
     def counts(self) -> tuple[int, int, int]:
         """Calls started, failed (closed batcher, bad input or a backend error) and running now."""

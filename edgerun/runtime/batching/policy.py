@@ -248,7 +248,9 @@ def batch_policy(
         record: dict[str, Any] = {"per_row_ms": {str(k): v for k, v in per_row.items()}}
         if tryout is not None:
             record["tryout"] = tryout.as_dict()
-        store.store(entry, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n", expected)
+        tried = not (concurrent and size > 1) or tryout is not None
+        if tried:  # a failed tryout is not cached: the next load tries again
+            store.store(entry, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n", expected)
     return _decided(instances, instances_why, per_row, tryout, concurrent, "measured")
 
 
