@@ -164,7 +164,7 @@ class ScenarioRunner:
         """The batcher defaults for this model on this device (`edgerun.runtime.batching.policy`)."""
         from edgerun.runtime.batching import batch_policy
 
-        return batch_policy(self.session)
+        return batch_policy(self.session).for_queued_requests()  # the server's requests arrive through submit
 
     @cached_property
     def chosen(self) -> dict[str, Any]:

@@ -295,3 +295,17 @@ def test_queue_delay_is_about_one_single_call(max_batch: int, per_row: dict[int,
     assert policy.queue_delay_ms == pytest.approx(delay_ms)
     assert policy.options()["max_queue_delay_ms"] == pytest.approx(delay_ms)
     assert policy.chosen()["max_queue_delay_ms"] == pytest.approx(delay_ms)
+
+
+def test_queued_requests_batch_by_the_per_row_rule_where_direct_calls_won(tmp_path: Path) -> None:
+    """bench's server scenario submits requests: direct calls cannot serve them, so the per-row cap applies."""
+    with edgerun.load("digits-student") as session:
+        lost = batch_policy(session, folder=tmp_path / "a", measure=Measured(MLP_LIKE), try_modes=Tried(1.0, 2.0))
+        flat = batch_policy(session, folder=tmp_path / "b", measure=Measured(CNN_LIKE), try_modes=Tried(1.0, 2.0))
+        won = batch_policy(session, folder=tmp_path / "c", measure=Measured(MLP_LIKE), try_modes=Tried(2.0, 1.0))
+    queued = lost.for_queued_requests()
+    assert (lost.max_batch_size, lost.direct_calls) == (1, True)
+    assert (queued.max_batch_size, queued.direct_calls) == (16, False)
+    assert "queued requests" in queued.batch_why
+    assert (flat.for_queued_requests().max_batch_size, flat.for_queued_requests().direct_calls) == (1, False)
+    assert won.for_queued_requests() == won

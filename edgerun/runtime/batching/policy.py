@@ -25,7 +25,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,20 @@ class BatchPolicy:
             return 0.0
         single = self.per_row_ms.get(1)
         return DEFAULT_DELAY_MS if single is None else min(MAX_DELAY_MS, max(MIN_DELAY_MS, single))
+
+    def for_queued_requests(self) -> BatchPolicy:
+        """This policy for requests that arrive queued (``submit``, bench's server scenario).
+
+        Direct calls serve blocking callers only; a queue-fed batcher hands every request to a
+        worker, so batching by the per-row rule pays there even where the tryout chose direct calls.
+        """
+        if not self.direct_calls:
+            return self
+        size, why = choose_max_batch(self.per_row_ms) if self.per_row_ms else (self.max_batch_size, self.batch_why)
+        if size == self.max_batch_size:
+            return replace(self, direct_calls=False)
+        why = f"{why}; for queued requests (submit): direct calls serve blocking callers only"
+        return replace(self, max_batch_size=size, batch_why=why, direct_calls=False)
 
     def options(self) -> dict[str, Any]:
         """The `DynamicBatcher` keywords this policy sets."""
