@@ -147,3 +147,26 @@ def bootstrap_median(values: np.ndarray, samples: int = 2000, seed: int = 0) -> 
     picks = rng.choice(values, size=(samples, values.size), replace=True)
     medians = np.median(picks, axis=1)
     return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
+
+
+VECTOR_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+"""The lscpu flags that change ONNX Runtime's kernels, and so every figure: recorded with each run."""
+
+
+def lscpu_facts() -> dict[str, Any]:
+    """lscpu's model name and flags (empty where lscpu is missing)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {
+        "lscpu_model": fields.get("Model name", "").strip() or None,
+        "lscpu_flags": fields.get("Flags", "").split(),
+    }
+
+
+def vector_flags(facts: dict[str, Any]) -> list[str]:
+    """Which of `VECTOR_FLAGS` lscpu reported (from `lscpu_facts`)."""
+    flags = set(facts.get("lscpu_flags") or ())
+    return [flag for flag in VECTOR_FLAGS if flag in flags]

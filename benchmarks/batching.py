@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import REPO, bootstrap_median, interleaved_blocks, machine
+from _common import REPO, bootstrap_median, interleaved_blocks, lscpu_facts, machine, vector_flags
 from rich.console import Console
 from rich.table import Table
 
@@ -436,19 +436,6 @@ def render_standin(console: Console, results: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def lscpu_facts() -> dict[str, Any]:
-    """lscpu's model name and flags (empty where lscpu is missing)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {
-        "lscpu_model": fields.get("Model name", "").strip() or None,
-        "lscpu_flags": fields.get("Flags", "").split(),
-    }
-
-
 # --- a lone request ------------------------------------------------------------------------------
 
 
@@ -676,8 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         f"[bold]{info['cpu']}[/] (lscpu: {info.get('lscpu_model')}), {info['cores']} cores, onnxruntime "
         f"{info['onnxruntime']}, numpy {info['numpy']}, Python {info['python']}"
     )
-    flags = set(info.get("lscpu_flags") or ())
-    wide = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    flags = info.get("lscpu_flags") or ()
+    wide = vector_flags(info)
     console.print(f"[dim]lscpu flags ({len(flags)}) include: {' '.join(wide) or 'none of avx2/avx512/amx'}[/]")
     standin_ms = args.standin if args.standin is not None else ([0.5] if args.quick else [0.25, 0.5, 1.0, 2.0])
     if args.standin is not None and not args.standin:

@@ -15,8 +15,8 @@ import argparse
 import statistics
 from typing import Any
 
-from _common import machine
-from batching import MLP_PATH, REPO, ModelCase, closed_loop, ensure_mlp, lscpu_facts, model_cases
+from _common import lscpu_facts, machine, vector_flags
+from batching import MLP_PATH, REPO, ModelCase, closed_loop, ensure_mlp, model_cases
 from rich.console import Console
 from rich.table import Table
 
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(width=200)
     info = {**machine(), **lscpu_facts()}
-    flags = set(info.get("lscpu_flags") or ())
-    wide = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags)
+    wide = " ".join(vector_flags(info))
     console.print(f"{info['cpu']} (lscpu: {info.get('lscpu_model')}; flags include {wide or 'no avx2/avx512/amx'}), "
                   f"{info['cores']} cores, onnxruntime {info['onnxruntime']}, Python {info['python']}")  # fmt: skip
     ensure_mlp(MLP_PATH, console)

@@ -59,24 +59,19 @@ try:
 except ImportError as exc:  # torch, Torch-Pruning (the distill extra) or scikit-learn missing
     sys.exit(f"{exc}: this benchmark needs: pip install -e '.[distill]' scikit-learn")
 
-from _common import machine  # noqa: E402  (benchmarks/: the script's own folder)
-from make_digits_models import Student, Teacher, data, shift_augment  # noqa: E402  (the bundled digits models)
+from _common import lscpu_facts, machine, vector_flags  # noqa: E402  (benchmarks/: the script's own folder)
+from distill_digits import CALIBRATION_SAMPLES, digits  # noqa: E402  (the same split, as tensors)
+from make_digits_models import Student, Teacher, shift_augment  # noqa: E402  (the bundled digits models)
 
 STEPS = 800
 FINE_TUNE_STEPS = 400
 T = 4.0
 ALPHA = 0.7
 SPARSITIES = (0.5, 0.8)
-CALIBRATION_SAMPLES = 256
 ITERATIONS = {1: 1000, 16: 300}
 FLOAT_ROWS = ("teacher", "distilled student", "teacher unstructured 50% + ft", "teacher unstructured 80% + ft",
               "teacher structured to student MACs + kd")  # fmt: skip
 ROWS = (*FLOAT_ROWS, *(f"{name} + int8" for name in FLOAT_ROWS))
-
-
-def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    x, y, x_test, y_test, _, _ = data()
-    return torch.from_numpy(x), torch.from_numpy(y).long(), torch.from_numpy(x_test), torch.from_numpy(y_test).long()
 
 
 def train_models(seed: int, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, nn.Module], dict[str, Any]]:
@@ -205,18 +200,6 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lscpu_flags() -> str:
-    import subprocess
-
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("Flags")), [])
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-    return " ".join(f for f in wanted if f in flags) or "none of avx2/avx512/vnni/amx"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -264,7 +247,7 @@ def main() -> None:
         "test_samples": len(y_test),
         "torch": torch.__version__,
         "machine": machine(),
-        "lscpu_flags": lscpu_flags(),
+        "lscpu_flags": " ".join(vector_flags(lscpu_facts())) or "none of avx2/avx512/vnni/amx",
         "seconds": time.perf_counter() - started,
     }
     args.out.mkdir(parents=True, exist_ok=True)
