@@ -94,13 +94,6 @@ def digits_ref() -> Iterator[Session]:
         yield session
 
 
-@pytest.fixture(autouse=True)
-def _no_batcher_thread_outlives_its_test() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    assert batcher_threads(before) == []
-
-
 def image(rng: np.random.Generator, rows: int) -> np.ndarray:
     return rng.standard_normal((rows, 1, 8, 8), dtype=np.float32)
 

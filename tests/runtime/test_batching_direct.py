@@ -25,7 +25,7 @@ from edgerun.runtime.batching.tryout import closed_loop_rate, tryout_modes
 from edgerun.runtime.session import Session
 
 from .. import onnx_factory
-from ..batching_helpers import Gate, batcher_threads, row_model, tagged_rows, wait_until
+from ..batching_helpers import Gate, row_model, tagged_rows, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +33,6 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     path = onnx_factory.save(row_model(), tmp_path_factory.mktemp("direct") / "row_model.onnx")
     with edgerun.load(path) as session:
         yield session
-
-
-@pytest.fixture(autouse=True)
-def _no_batcher_thread_outlives_its_test() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    assert batcher_threads(before) == []
 
 
 def test_each_request_runs_in_its_callers_thread(rows: Session) -> None:
