@@ -130,7 +130,6 @@ class DynamicBatcher:
         """Callers of that batch not yet back; when the last one is, the wait ends at once."""
         self._finished: dict[int, Outcome] = {}
         self._idle_timed = 0
-        self.direct_calls = direct_calls
         self._direct = DirectCalls(session, None if self._plain else self.layout.fill) if direct_calls else None
         """Idle workers whose wait ends with the current hold (a held request then needs no wake-up)."""
         self.chosen: dict[str, Any] = {}
@@ -285,6 +284,11 @@ class DynamicBatcher:
         for own in self._own_sessions:
             own.close()
         self._own_sessions = []
+
+    @property
+    def direct_calls(self) -> bool:
+        """Whether blocking requests run as direct calls in their callers' threads (``direct_calls``)."""
+        return self._direct is not None
 
     @property
     def closed(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,10 +43,15 @@ class Stats:
             "inline": self.inline,
             "queued": queued,
             "batch_size_histogram": dict(sorted(sizes.items())),
-            "mean_batch_size": (sum(k * v for k, v in sizes.items()) / self.batches) if self.batches else 0.0,
+            "mean_batch_size": mean_batch_size(sizes, self.batches),
             "queue_wait_ms": percentiles(waits),
             "execute_ms": percentiles(runs),
         }
+
+
+def mean_batch_size(histogram: Mapping[int, int], batches: int) -> float:
+    """Rows per batch from a batch-size histogram (0 before the first batch)."""
+    return sum(size * count for size, count in histogram.items()) / batches if batches else 0.0
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -68,6 +74,5 @@ def add_direct(summary: dict[str, Any], started: int, failed: int, running: int)
     summary["batches"] += ran
     histogram = summary["batch_size_histogram"]
     histogram[1] = histogram.get(1, 0) + ran
-    batches = summary["batches"]
-    summary["mean_batch_size"] = sum(k * v for k, v in histogram.items()) / batches if batches else 0.0
+    summary["mean_batch_size"] = mean_batch_size(histogram, summary["batches"])
     summary["direct_calls"] = True
