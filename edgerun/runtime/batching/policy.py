@@ -86,10 +86,7 @@ class BatchPolicy:
         stay small (measured: MLP 4x2048, 16 callers, mean batch 4.3 and 0.64x the rate of one
         instance with 1 ms). It never delays a lone request: the batcher waits only under load.
         """
-        if self.max_batch_size <= 1:
-            return 0.0
-        single = self.per_row_ms.get(1)
-        return DEFAULT_DELAY_MS if single is None else min(MAX_DELAY_MS, max(MIN_DELAY_MS, single))
+        return queue_delay_ms(self.max_batch_size, self.per_row_ms)
 
     def for_queued_requests(self) -> BatchPolicy:
         """This policy for requests that arrive queued (``submit``, bench's server scenario).
@@ -132,6 +129,14 @@ class BatchPolicy:
             "direct_calls": self.direct_calls,
             **({"tryout": self.tryout.as_dict()} if self.tryout else {}),
         }
+
+
+def queue_delay_ms(max_batch_size: int, per_row_ms: Mapping[int, float]) -> float:
+    """`BatchPolicy.queue_delay_ms` for a max batch size and per-row costs."""
+    if max_batch_size <= 1:
+        return 0.0
+    single = per_row_ms.get(1)
+    return DEFAULT_DELAY_MS if single is None else min(MAX_DELAY_MS, max(MIN_DELAY_MS, single))
 
 
 def choose_max_batch(per_row_ms: Mapping[int, float], min_gain: float = MIN_GAIN) -> tuple[int, str]:
@@ -254,16 +259,16 @@ def batch_policy(
         except (EdgerunError, ValueError) as exc:  # inputs random_feeds cannot make (an unsized symbol)
             why = f"not measured ({exc}): max batch {UNMEASURED_MAX_BATCH}"
             return BatchPolicy(instances, instances_why, UNMEASURED_MAX_BATCH, why, source="unmeasured")
-        tryout = None
         size = choose_max_batch(per_row)[0]
-        if concurrent and size > 1:
-            delay = BatchPolicy(instances, "", size, "", per_row).queue_delay_ms
+        needs_tryout = concurrent and size > 1  # direct calls are possible and the per-row rule batches
+        tryout = None
+        if needs_tryout:
+            delay = queue_delay_ms(size, per_row)
             tryout = _tried(try_modes or _default_tryout, session, size, instances, delay)
         record: dict[str, Any] = {"per_row_ms": {str(k): v for k, v in per_row.items()}}
         if tryout is not None:
             record["tryout"] = tryout.as_dict()
-        tried = not (concurrent and size > 1) or tryout is not None
-        if tried:  # a failed tryout is not cached: the next load tries again
+        if tryout is not None or not needs_tryout:  # a failed tryout is not cached: the next load tries again
             store.store(entry, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n", expected)
     return _decided(instances, instances_why, per_row, tryout, concurrent, "measured")
 
