@@ -639,7 +639,13 @@ def per_request_cost(result: dict[str, Any]) -> dict[str, float] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=("tiny", "mlp", "cnn"), default=["tiny", "mlp", "cnn"])
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        choices=("tiny", "mlp", "cnn"),
+        default=["tiny", "mlp", "cnn"],
+        help="models to measure (none given: only the stand-in)",
+    )
     parser.add_argument("--callers", nargs="+", type=int, help="caller threads (default 1 4 16 64; --quick: 1 16)")
     parser.add_argument("--seconds", type=float, help="measured seconds per cell (default: tiny 1.5, mlp 2.5, cnn 4)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per model (default 2)")
