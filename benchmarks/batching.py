@@ -37,13 +37,14 @@ caller's thread) and ``batcher.submit(x).result()`` (hand-off to a worker) again
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,43 @@ def closed_loop(calls: Sequence[Callable[[np.ndarray], object]], inputs: Sequenc
     return Block(len(pooled), max(last_done) - window["start"], pooled)
 
 
+def closed_loop_async(
+    call: Callable[[np.ndarray], Awaitable[object]], inputs: Sequence[np.ndarray], seconds: float
+) -> Block:
+    """``closed_loop`` with asyncio tasks instead of threads: one event loop thread, task ``i`` awaiting
+    ``call(inputs[i])`` back to back for ``seconds`` (how one server thread serves many streams)."""
+    n = len(inputs)
+    latencies: list[list[float]] = [[] for _ in range(n)]
+    last_done = [0.0] * n
+    window: dict[str, float] = {}
+
+    async def caller(i: int) -> None:
+        x, out, clock, stop = inputs[i], latencies[i], time.perf_counter, window["stop"]
+        while True:
+            began = clock()
+            if began >= stop:
+                break
+            await call(x)
+            ended = clock()
+            out.append(ended - began)
+            last_done[i] = ended
+
+    async def main() -> None:
+        window["start"] = time.perf_counter()
+        window["stop"] = window["start"] + seconds
+        await asyncio.gather(*(caller(i) for i in range(n)))
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        asyncio.run(main())
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    pooled = [value for per_task in latencies for value in per_task]
+    return Block(len(pooled), max(last_done) - window["start"], pooled)
+
+
 # --- cells ----------------------------------------------------------------------------------------
 
 
@@ -189,6 +227,8 @@ class Cell:
     blocks: list[Block] | None = None
     histogram: dict[int, int] | None = None
     inline: int = 0
+    awaited: Callable[[np.ndarray], Awaitable[object]] | None = None
+    """Callers are asyncio tasks on one event loop awaiting this (``call`` unused), not threads."""
 
 
 def _histogram_diff(after: dict[int, int], before: dict[int, int]) -> dict[int, int]:
@@ -198,7 +238,10 @@ def _histogram_diff(after: dict[int, int], before: dict[int, int]) -> dict[int, 
 def run_cell(cell: Cell, seconds: float) -> None:
     before = cell.batcher.stats() if cell.batcher else None
     calls = cell.call if isinstance(cell.call, list) else [cell.call] * len(cell.inputs)
-    block = closed_loop(calls, cell.inputs, seconds)
+    if cell.awaited is not None:
+        block = closed_loop_async(cell.awaited, cell.inputs, seconds)
+    else:
+        block = closed_loop(calls, cell.inputs, seconds)
     cell.blocks = [*(cell.blocks or []), block]
     if cell.batcher is not None and before is not None:
         after = cell.batcher.stats()
@@ -377,6 +420,17 @@ def measure_standin(
         for i in batchers
         for n in callers
     ]
+    cells += [  # one event loop thread whose tasks are the callers: one wake-up per batch, not per request
+        Cell(
+            "stand-in asyncio 1i",
+            n,
+            batchers[1].infer,
+            [np.zeros((1, 1, 8, 8), np.float32) for _ in range(n)],
+            batcher=batchers[1],
+            awaited=batchers[1].infer_async,
+        )
+        for n in callers
+    ]
     with console.status(f"GPU stand-in {ms} ms: {len(cells)} cells x {rounds} rounds"):
         for r in range(rounds):
             for cell in cells if r % 2 == 0 else list(reversed(cells)):
@@ -389,6 +443,7 @@ def measure_standin(
     for cell in cells:
         r = summarise(cell)
         r["instances"] = int(cell.mode.split()[-1].rstrip("i"))
+        r["caller_kind"] = "asyncio tasks" if cell.awaited is not None else "threads"
         r["vs_ideal"] = r["req_per_s"] / ideal
         target = STANDIN_VS_IDEAL.get(cell.callers)
         r["target"] = target
@@ -413,8 +468,8 @@ def render_standin(console: Console, results: list[dict[str, Any]]) -> None:
             "measured duration (targets: >= 0.60 at 16 callers, >= 0.80 at 64)"
         )
     )
-    for column in ("sleep ms", "measured ms", "ideal req/s", "instances", "N", "req/s", "÷ ideal", "p50 ms", "p99 ms",
-                   "mean batch", "target"):  # fmt: skip
+    for column in ("sleep ms", "measured ms", "ideal req/s", "callers", "instances", "N", "req/s", "÷ ideal", "p50 ms",
+                   "p99 ms", "mean batch", "target"):  # fmt: skip
         table.add_column(column, justify="right")
     for result in results:
         for r in result["cells"]:
@@ -423,6 +478,7 @@ def render_standin(console: Console, results: list[dict[str, Any]]) -> None:
                 f"{result['standin_ms']:g}",
                 f"{result['measured_ms']:.3f}",
                 f"{result['ideal_req_per_s']:.0f}",
+                r["caller_kind"],
                 str(r["instances"]),
                 str(r["callers"]),
                 f"{r['req_per_s']:.0f}",

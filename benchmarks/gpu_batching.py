@@ -14,7 +14,9 @@ One "context" serialises its calls (a lock, like a TensorRT execution context), 
 * ``threads``: N callers sending batch-1 requests straight to one context (what an app without
   a batcher gets on TensorRT).
 * ``batcher 1i`` / ``batcher 2i``: ``DynamicBatcher`` (max batch 16) over one context, or two
-  contexts with their own streams and graphs.
+  contexts with their own streams and graphs; the callers are N threads calling ``infer``.
+* ``asyncio 1i``: the one-context batcher with N asyncio tasks on one event loop thread awaiting
+  ``infer_async`` (how a server thread serves many streams: one wake-up per batch, not per request).
 
 Reported: each cell's rate and its fraction of the offline limit, p50/p99 latency, mean batch.
 Without CUDA it runs the same cells eagerly on the CPU (``--device cpu``), which checks the
@@ -158,6 +160,9 @@ def measure(
     for n in callers:
         cells.append(Cell("threads", n, one.run, rows[n]))
         cells += [Cell(f"batcher {i}i", n, batchers[i].infer, rows[n], batcher=batchers[i]) for i in (1, 2)]
+        cells.append(
+            Cell("asyncio 1i", n, batchers[1].infer, rows[n], batcher=batchers[1], awaited=batchers[1].infer_async)
+        )
     for r in range(rounds):
         for cell in cells if r % 2 == 0 else list(reversed(cells)):
             run_cell(cell, seconds / rounds)

@@ -224,8 +224,19 @@ class DynamicBatcher:
     async def infer_async(
         self, feeds: np.ndarray | Mapping[str, Any], *, timeout_ms: float | None = None
     ) -> dict[str, np.ndarray]:
-        """``infer`` for asyncio apps; cancelling the awaiting task withdraws a queued request."""
-        return await asyncio.wrap_future(self.submit(feeds, timeout_ms=timeout_ms))
+        """``infer`` for asyncio apps; cancelling the awaiting task withdraws a queued request.
+
+        The request carries an asyncio future of the running loop, not a `concurrent.futures.Future`
+        wrapped into one: a batch's results reach the loop in one call, so one thread serving many
+        streams costs one wake-up per batch, with no hand-off of the GIL per request.
+        """
+        request = self._admit(feeds, timeout_ms, None, awaited=asyncio.get_running_loop().create_future())
+        assert request.awaited is not None
+        try:
+            return await request.awaited
+        except asyncio.CancelledError:
+            self._withdraw(request)
+            raise
 
     run = infer
     __call__ = infer
@@ -310,9 +321,11 @@ class DynamicBatcher:
         timeout_ms: float | None,
         future: Future[dict[str, np.ndarray]] | None,
         checked: tuple[dict[str, np.ndarray], int, tuple[Any, ...]] | None = None,
+        awaited: asyncio.Future[dict[str, np.ndarray]] | None = None,
     ) -> Request:
-        """Validate and queue a request (``future`` None: a blocking ``infer``, which an idle batcher
-        runs at once in the caller's thread); wake a worker only when the request changes its plan."""
+        """Validate and queue a request (``future`` and ``awaited`` None: a blocking ``infer``, which an
+        idle batcher runs at once in the caller's thread); wake a worker only when the request changes
+        its plan. An ``awaited`` request never runs in its caller's thread: that would block its loop."""
         checked_feeds, rows, group = checked or self._check(feeds)  # `infer` may have checked them already
         timeout_s = self.default_timeout_s if timeout_ms is None else timeout_ms / 1e3
         now = time.perf_counter()
@@ -342,7 +355,10 @@ class DynamicBatcher:
             )
             self._stats.requests += 1
             session = None
-            if future is None:
+            blocking = future is None and awaited is None
+            if awaited is not None:
+                request.awaited = awaited
+            elif blocking:
                 request.waiter = waiter = threading.Lock()
                 waiter.acquire()
                 if self._free and not self._queued and not held:
@@ -369,7 +385,7 @@ class DynamicBatcher:
                 # A worker waits for the head of each group (or the end of a hold): only a new group,
                 # a full one or everyone being back changes its plan (one wake-up per batch).
                 if self._free and (wake or queue.rows >= self._target_rows(queue.rows)):
-                    if future is None and self._ready_now_locked(queue, now):
+                    if blocking and self._ready_now_locked(queue, now):
                         # The caller completing a batch runs it here: no hand-off to a worker and back.
                         batch = self._take_locked(group, queue, withdrawn)
                         if batch:
@@ -454,15 +470,18 @@ class DynamicBatcher:
     def _on_done(self, request: Request) -> None:
         """A caller cancelled a queued request: withdraw it at once (it frees its place)."""
         assert request.future is not None
-        if not request.future.cancelled():
-            return
+        if request.future.cancelled() and self._withdraw(request):
+            request.future.set_running_or_notify_cancel()  # tells concurrent.futures.wait() it is done
+
+    def _withdraw(self, request: Request) -> bool:
+        """Take a cancelled request out of the queue and count it; False when it already left it."""
         with self._lock:
             if request.state != "queued":
-                return
+                return False
             self._unqueue_locked(request)
             outcomes = self._cancel_locked(request)
-        request.future.set_running_or_notify_cancel()  # tells concurrent.futures.wait() it is done
         resolve_all(outcomes)
+        return True
 
     # --- workers --------------------------------------------------------------------------------
 

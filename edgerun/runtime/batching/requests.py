@@ -7,6 +7,8 @@ resolved outside the batcher's lock (`resolve_all`), so futures' callbacks may u
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -28,6 +30,8 @@ class Request:
     caller is blocked acquiring (CPython's cheapest hand-off between threads). The callers of one
     batch are woken in turn, each by the one before as it wakes (``successor``): one thread at a
     time asks for the GIL, instead of all of them at once while the worker still holds it.
+    An ``infer_async`` one carries an asyncio future of its ``loop`` (``awaited``): a batch's
+    results reach each loop in one call, so a loop serving many streams wakes once per batch.
     """
 
     feeds: dict[str, np.ndarray]
@@ -50,6 +54,8 @@ class Request:
     error: BaseException | None = None
     successor: Request | None = None
     """The next blocking request resolved with this one: this caller wakes it as soon as it wakes."""
+    awaited: asyncio.Future[dict[str, np.ndarray]] | None = None
+    """An ``infer_async`` request's future, resolved in its own event loop (None otherwise)."""
 
     def wait(self) -> dict[str, np.ndarray]:
         """A blocking request's rows, once a worker (or the caller's own inline run) stored them."""
@@ -93,8 +99,13 @@ def resolve_all(outcomes: list[Outcome]) -> None:
     """Resolve each outcome's future (or blocking slot), skipping futures their callers cancelled."""
     first: Request | None = None
     last: Request | None = None
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
     for outcome in outcomes:
         request = outcome.request
+        awaited = request.awaited
+        if awaited is not None:
+            by_loop.setdefault(awaited.get_loop(), []).append(outcome)
+            continue
         future = request.future
         if future is None:  # a blocking slot: no outcome at all means close(drain=False) cancelled it
             request.result = outcome.result
@@ -115,8 +126,26 @@ def resolve_all(outcomes: list[Outcome]) -> None:
             future.set_exception(outcome.error)
         elif outcome.result is not None:
             future.set_result(outcome.result)
+    for loop, delivered in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these any more
+            loop.call_soon_threadsafe(_settle_awaited, delivered)  # one wake-up of each loop per batch
     if first is not None:
         first.waiter.release()  # the rest are woken in turn, each by the caller before it
+
+
+def _settle_awaited(outcomes: list[Outcome]) -> None:
+    """In the requests' own event loop: set each awaited future (no outcome: cancelled), unless cancelled."""
+    for outcome in outcomes:
+        awaited = outcome.request.awaited
+        assert awaited is not None
+        if awaited.done():  # its task was cancelled
+            continue
+        if outcome.error is not None:
+            awaited.set_exception(outcome.error)
+        elif outcome.result is not None:
+            awaited.set_result(outcome.result)
+        else:
+            awaited.cancel()  # close(drain=False)
 
 
 def count_rows(feeds: Mapping[str, np.ndarray], label: str) -> int:
