@@ -1,19 +1,24 @@
 """edgerun's `DynamicBatcher` against NVIDIA Triton's dynamic batcher (through PyTriton), same models.
 
 Triton side: PyTriton (``nvidia-pytriton``, which ships a ``tritonserver`` binary) in its own
-virtual environment serves the weight-bound MLP and ppocr-det at 224 x 224 with Triton's dynamic
-batcher (``max_batch_size`` 16, ``max_queue_delay_microseconds`` from ``--delay-ms``), each
-instance an ONNX Runtime session with one intra-op thread, bound to 127.0.0.1 only. N client
-threads in a separate process (one PyTriton ``ModelClient`` each, HTTP) send batch-1 requests
-back to back, bounded by ``--seconds`` and ``--max-requests``; Triton's own statistics give the
-mean batch size.
+virtual environment serves the tiny 64-256-10 MLP, ppocr-det at 224 x 224 and (``--models mlp``)
+the weight-bound 4x2048 MLP with Triton's dynamic batcher (``max_batch_size`` 16,
+``max_queue_delay_microseconds`` from ``--delay-ms``, default 2 ms, preferred batch sizes 4, 8
+and 16), each instance an ONNX Runtime session with one intra-op thread, bound to 127.0.0.1
+only. N client threads in a separate process (one PyTriton ``ModelClient`` each, gRPC unless
+``--protocol http``) send batch-1 requests back to back, bounded by ``--seconds`` and
+``--max-requests``; Triton's own statistics give the mean batch size.
 
-edgerun side, in this process: ``DynamicBatcher(edgerun.load(model), max_batch_size=16,
-max_queue_delay_ms=--delay-ms, instances=k)`` with N caller threads calling ``infer`` (the
-closed loop of ``batching.py``). The two sides alternate block by block (A B, B A) on the same
-machine. Triton's figures include what a server costs (HTTP, serialisation, the hop from
-Triton's Python backend to PyTriton's process); edgerun's are in process. That is the comparison
-an app choosing between them faces.
+edgerun side, in this process, N caller threads (the closed loop of ``batching.py``), two ways:
+
+* ``edgerun same``: ``DynamicBatcher(edgerun.load(model), max_batch_size=16, max_queue_delay_ms=
+  --delay-ms, preferred_batch_sizes=(4, 8, 16), instances=k)`` calling ``infer``: Triton's settings;
+* ``edgerun defaults``: ``edgerun.load(model, batching=True)`` calling ``run``: what edgerun
+  chooses for this model on this device (``stats()["chosen"]``; one row per model).
+
+The sides alternate block by block (A B C, C B A) on the same machine. Triton's figures include
+what a server costs (gRPC, serialisation, the hop from Triton's Python backend to PyTriton's
+process); edgerun's are in process. That is the comparison an app choosing between them faces.
 
 Setup (once; PyTriton may pin an older numpy, hence its own environment):
 
@@ -41,6 +46,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +61,18 @@ TOKEN_ENV = "EDGERUN_TRITON_TOKEN"
 """The access token of Triton's restricted APIs (statistics), handed to the children by environment."""
 
 MODELS: dict[str, dict[str, Any]] = {
-    "mlp": {"label": "MLP 4x2048 (weight-bound)", "input": "x", "row_shape": [2048], "max_batch": 16},
-    "cnn": {"label": "ppocr-det 224x224 (CNN)", "input": "x", "row_shape": [3, 224, 224], "max_batch": 16},
+    "tiny": {"label": "MLP 64-256-10 (tiny)", "input": "x", "row_shape": [64], "output_shape": [10]},
+    "mlp": {"label": "MLP 4x2048 (weight-bound)", "input": "x", "row_shape": [2048], "output_shape": [2048]},
+    "cnn": {
+        "label": "ppocr-det 224x224 (CNN)",
+        "input": "x",
+        "row_shape": [3, 224, 224],
+        "output_shape": [1, 224, 224],
+    },
 }
+MAX_BATCH = 16
+PREFERRED = [4, 8, 16]
+"""Both batchers' settings, as the issue names them."""
 
 
 def _row(row_shape: list[int], seed: int) -> np.ndarray:
@@ -122,8 +138,10 @@ def serve(spec_json: str, http_port: int, grpc_port: int) -> int:
                 inputs=[Tensor(name=spec["input"], dtype=np.float32, shape=tuple(spec["row_shape"]))],
                 outputs=[Tensor(name="y", dtype=np.float32, shape=tuple(spec["output_shape"]))],
                 config=ModelConfig(
-                    max_batch_size=spec["max_batch"],
-                    batcher=DynamicBatcher(max_queue_delay_microseconds=int(spec["delay_ms"] * 1000)),
+                    max_batch_size=MAX_BATCH,
+                    batcher=DynamicBatcher(
+                        max_queue_delay_microseconds=int(spec["delay_ms"] * 1000), preferred_batch_size=PREFERRED
+                    ),
                 ),
                 strict=False,
             )
@@ -136,12 +154,16 @@ def serve(spec_json: str, http_port: int, grpc_port: int) -> int:
 # --- load generator (PyTriton interpreter) ---------------------------------------------------
 
 
-def client(http_port: int, model: str, row_shape: list[int], callers: int, seconds: float, max_requests: int) -> int:
-    """``callers`` threads, one ModelClient each, batch-1 requests back to back; JSON on stdout."""
+def client(
+    http_port: int, grpc_port: int | None, model: str, row_shape: list[int], callers: int, seconds: float,
+    max_requests: int,
+) -> int:  # fmt: skip
+    """``callers`` threads, one ModelClient each (gRPC with ``grpc_port``, else HTTP), batch-1 requests back
+    to back; JSON on stdout."""
     from pytriton.client import ModelClient
     from tritonclient.http import InferenceServerClient
 
-    url = f"http://{HOST}:{http_port}"
+    url = f"grpc://{HOST}:{grpc_port}" if grpc_port else f"http://{HOST}:{http_port}"
     per_thread_cap = max(1, max_requests // callers)
     latencies: list[list[float]] = [[] for _ in range(callers)]
     last_done = [0.0] * callers
@@ -283,9 +305,12 @@ class TritonServer:
 
 
 def triton_block(
-    python: Path, server: TritonServer, name: str, row_shape: list[int], callers: int, seconds: float, max_req: int
-) -> dict[str, Any]:
+    python: Path, server: TritonServer, name: str, row_shape: list[int], callers: int, seconds: float, max_req: int,
+    protocol: str,
+) -> dict[str, Any]:  # fmt: skip
     command = [str(python), str(Path(__file__).resolve()), "--client", name, "--http-port", str(server.http_port)]
+    if protocol == "grpc":
+        command += ["--grpc-port", str(server.grpc_port)]
     command += ["--row-shape", *map(str, row_shape), "--callers", str(callers), "--seconds", str(seconds)]
     command += ["--max-requests", str(max_req)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 240, check=False)
@@ -297,12 +322,13 @@ def triton_block(
     return result
 
 
-def edgerun_block(batcher: Any, row_shape: list[int], callers: int, seconds: float) -> dict[str, Any]:
+def edgerun_block(batcher: Any, call: Any, row_shape: list[int], callers: int, seconds: float) -> dict[str, Any]:
+    """``callers`` threads calling ``call`` (``batcher.infer``, or a batched session's ``run``) back to back."""
     from batching import _histogram_diff, closed_loop
 
     inputs = [_row(row_shape, i) for i in range(callers)]
     before = batcher.stats()
-    block = closed_loop([batcher.infer] * callers, inputs, seconds)
+    block = closed_loop([call] * callers, inputs, seconds)
     after = batcher.stats()
     hist = _histogram_diff(after["batch_size_histogram"], before["batch_size_histogram"])
     batches = sum(hist.values())
@@ -337,6 +363,7 @@ def _pool(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 def compare(args: argparse.Namespace) -> int:
     from _common import machine
     from batching import MLP_PATH, ensure_mlp
+    from batching_defaults import TINY_MLP_PATH, TINY_MLP_WIDTHS
     from rich.console import Console
     from rich.table import Table
 
@@ -362,17 +389,18 @@ def compare(args: argparse.Namespace) -> int:
     pytriton_version, triton_ort, triton_numpy = probe.stdout.split()
     console.print(f"PyTriton {pytriton_version}, its onnxruntime {triton_ort}, numpy {triton_numpy} ({python})")
     mlp_path = args.mlp_path or MLP_PATH
-    ensure_mlp(mlp_path, console)
-    paths = {"mlp": str(mlp_path), "cnn": str(edgerun.models.path("ppocr-det"))}
-    output_shapes = {"mlp": [2048], "cnn": [1, 224, 224]}
+    paths = {"tiny": str(TINY_MLP_PATH), "mlp": str(mlp_path), "cnn": str(edgerun.models.path("ppocr-det"))}
+    if "tiny" in args.models:
+        ensure_mlp(TINY_MLP_PATH, console, TINY_MLP_WIDTHS)
+    if "mlp" in args.models:
+        ensure_mlp(mlp_path, console)
     specs = [
         {
             "name": f"{key}_i{k}",
             "path": paths[key],
             "input": MODELS[key]["input"],
             "row_shape": MODELS[key]["row_shape"],
-            "output_shape": output_shapes[key],
-            "max_batch": MODELS[key]["max_batch"],
+            "output_shape": MODELS[key]["output_shape"],
             "instances": k,
             "delay_ms": args.delay_ms,
         }
@@ -391,35 +419,47 @@ def compare(args: argparse.Namespace) -> int:
     try:
         for key in args.models:
             model = MODELS[key]
-            session = edgerun.load(paths[key] if key == "mlp" else "ppocr-det")
+            session = edgerun.load(paths[key])
+            defaults = edgerun.load(paths[key], batching=True)  # edgerun's own choice for this model here
+            defaults_blocks: list[dict[str, Any]] = []
             for k in args.instances:
                 batcher = DynamicBatcher(
-                    session, max_batch_size=model["max_batch"], max_queue_delay_ms=args.delay_ms, instances=k
+                    session,
+                    max_batch_size=MAX_BATCH,
+                    max_queue_delay_ms=args.delay_ms,
+                    preferred_batch_sizes=PREFERRED,
+                    instances=k,
                 )
-                edgerun_block(batcher, model["row_shape"], args.callers, min(1.0, args.seconds))  # warm-up
-                blocks: dict[str, list[dict[str, Any]]] = {"edgerun": [], "triton": []}
+                row_shape, callers, seconds = model["row_shape"], args.callers, args.seconds
+                sides: dict[str, Callable[[], dict[str, Any]]] = {
+                    "edgerun same": partial(edgerun_block, batcher, batcher.infer, row_shape, callers, seconds),
+                    "triton": partial(
+                        triton_block,
+                        python,
+                        server,
+                        f"{key}_i{k}",
+                        row_shape,
+                        callers,
+                        seconds,
+                        args.max_requests,
+                        args.protocol,
+                    ),
+                }
+                if k == args.instances[0]:  # the defaults do not depend on k: measured once per model
+                    sides["edgerun defaults"] = partial(
+                        edgerun_block, defaults.batcher, defaults.run, row_shape, callers, seconds
+                    )
+                edgerun_block(batcher, batcher.infer, model["row_shape"], args.callers, 0.5)  # warm-up
+                if "edgerun defaults" in sides:
+                    edgerun_block(defaults.batcher, defaults.run, model["row_shape"], args.callers, 0.5)
+                blocks: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
                 for r in range(args.rounds):
-                    order = ("edgerun", "triton") if r % 2 == 0 else ("triton", "edgerun")
-                    for side in order:
+                    for side in list(sides) if r % 2 == 0 else list(reversed(sides)):
                         with console.status(f"{model['label']}, {k} instance(s): round {r + 1}, {side}"):
-                            if side == "edgerun":
-                                blocks[side].append(
-                                    edgerun_block(batcher, model["row_shape"], args.callers, args.seconds)
-                                )
-                            else:
-                                blocks[side].append(
-                                    triton_block(
-                                        python,
-                                        server,
-                                        f"{key}_i{k}",
-                                        model["row_shape"],
-                                        args.callers,
-                                        args.seconds,
-                                        args.max_requests,
-                                    )
-                                )
+                            blocks[side].append(sides[side]())
                 batcher.close()
-                ours, theirs = _pool(blocks["edgerun"]), _pool(blocks["triton"])
+                defaults_blocks += blocks.get("edgerun defaults", [])
+                ours, theirs = _pool(blocks["edgerun same"]), _pool(blocks["triton"])
                 results.append(
                     {
                         "model": model["label"],
@@ -432,6 +472,25 @@ def compare(args: argparse.Namespace) -> int:
                         "p99_ratio": (ours["p99_ms"] / theirs["p99_ms"]) if theirs["p99_ms"] else None,
                     }
                 )
+            best = max((r for r in results if r["key"] == key), key=lambda r: r["triton"]["req_per_s"])
+            chosen = dict(defaults.batcher.stats().get("chosen", {}))
+            mine = _pool(defaults_blocks)
+            results.append(
+                {
+                    "model": model["label"],
+                    "key": key,
+                    "instances": chosen.get("instances"),
+                    "defaults": True,
+                    "chosen": chosen,
+                    "callers": args.callers,
+                    "edgerun": mine,
+                    "triton": best["triton"],
+                    "triton_instances": best["instances"],
+                    "throughput_ratio": mine["req_per_s"] / best["triton"]["req_per_s"],
+                    "p99_ratio": mine["p99_ms"] / best["triton"]["p99_ms"],
+                }
+            )
+            defaults.close()
             session.close()
     finally:
         server.stop()
@@ -439,7 +498,8 @@ def compare(args: argparse.Namespace) -> int:
     table = Table(
         title=(
             f"edgerun DynamicBatcher vs Triton dynamic batcher (PyTriton {pytriton_version}): {args.callers} callers, "
-            f"max_batch_size 16, max queue delay {args.delay_ms} ms, {args.rounds} rounds x {args.seconds} s per side"
+            f"max_batch_size 16, preferred 4/8/16, max queue delay {args.delay_ms} ms, {args.protocol}, "
+            f"{args.rounds} rounds x {args.seconds} s per side"
         )
     )
     for column in ("model", "inst.", "side", "req/s", "p50 ms", "p99 ms", "mean batch", "edgerun ÷ Triton"):
@@ -450,10 +510,15 @@ def compare(args: argparse.Namespace) -> int:
             ratio = ""
             if side == "edgerun" and r["throughput_ratio"]:
                 ratio = f"{r['throughput_ratio']:.2f}x req/s, p99 {r['p99_ratio']:.2f}x"
+            if r.get("defaults"):
+                label = "edgerun defaults" if side == "edgerun" else f"triton (its best: {r['triton_instances']} inst.)"
+                instances = str(r["instances"]) if side == "edgerun" else ""
+            else:
+                label, instances = ("edgerun same" if side == "edgerun" else "triton"), str(r["instances"])
             table.add_row(
                 r["model"],
-                str(r["instances"]),
-                side,
+                instances,
+                label,
                 f"{s['req_per_s']:.0f}",
                 f"{s['p50_ms']:.2f}",
                 f"{s['p99_ms']:.2f}",
@@ -463,6 +528,9 @@ def compare(args: argparse.Namespace) -> int:
             )
     console.print(table)
     for r in results:
+        if r.get("defaults"):
+            console.print(f"[dim]{r['model']}, edgerun defaults: {r['chosen']}[/]")
+            continue
         t = r["triton"]
         if "server_compute_ms" in t:
             console.print(
@@ -471,8 +539,8 @@ def compare(args: argparse.Namespace) -> int:
                 f"{t['mean_batch']:.1f}, through the Python backend and PyTriton)[/]"
             )
     console.print(
-        "[dim]Triton: HTTP clients in a separate process, Triton's Python backend handing batches to PyTriton's "
-        f"process; edgerun: in-process callers. Total {time.perf_counter() - started:.0f} s.[/]"
+        f"[dim]Triton: {args.protocol} clients in a separate process, Triton's Python backend handing batches to "
+        f"PyTriton's process; edgerun: in-process callers. Total {time.perf_counter() - started:.0f} s.[/]"
     )
     if args.json is not None:
         payload = {
@@ -481,6 +549,9 @@ def compare(args: argparse.Namespace) -> int:
             "settings": {
                 "callers": args.callers,
                 "delay_ms": args.delay_ms,
+                "max_batch_size": MAX_BATCH,
+                "preferred_batch_sizes": PREFERRED,
+                "protocol": args.protocol,
                 "seconds": args.seconds,
                 "rounds": args.rounds,
                 "max_requests_per_block": args.max_requests,
@@ -494,13 +565,14 @@ def compare(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=tuple(MODELS), default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=tuple(MODELS), default=["tiny", "cnn"])
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc", help="Triton clients' protocol")
     parser.add_argument("--instances", nargs="+", type=int, default=[1, 2], help="model instances (default 1 2)")
     parser.add_argument("--callers", type=int, default=16, help="client threads (default 16)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per block (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="blocks per side, alternating (default 2)")
     parser.add_argument("--max-requests", type=int, default=20_000, help="request cap per Triton block")
-    parser.add_argument("--delay-ms", type=float, default=1.0, help="max queue delay of both batchers (default 1)")
+    parser.add_argument("--delay-ms", type=float, default=2.0, help="max queue delay of both batchers (default 2)")
     parser.add_argument("--pytriton-python", default=str(DEFAULT_PYTRITON), help="interpreter with nvidia-pytriton")
     parser.add_argument("--server-log", default="/tmp/edgerun-triton-server.log", help="Triton's log file")
     parser.add_argument("--mlp-path", type=Path, default=None, help="MLP model (made if missing)")
@@ -515,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         return serve(args.serve, args.http_port, args.grpc_port)
     if args.client:
-        return client(args.http_port, args.client, args.row_shape, args.callers, args.seconds, args.max_requests)
+        return client(
+            args.http_port, args.grpc_port, args.client, args.row_shape, args.callers, args.seconds, args.max_requests
+        )
     if args.callers < 1 or args.rounds < 1 or args.seconds <= 0 or any(k < 1 for k in args.instances):
         parser.error("--callers, --rounds and --instances must be >= 1, --seconds > 0")
     return compare(args)
