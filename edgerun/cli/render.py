@@ -206,10 +206,13 @@ def render_bench(console: Console, result: BenchResult) -> None:
 
 
 def batching_line(chosen: dict[str, Any]) -> str:
-    """A batcher's chosen max batch size and instances, each with its reason."""
+    """A batcher's chosen max batch size and instances, each with its reason (and, beside direct calls, the
+    batch cap of queued requests)."""
+    queued = chosen.get("queued")
     return (
         f"max batch {chosen['max_batch_size']} ({chosen.get('batch_why', '')}); "
-        f"{chosen['instances']} instance(s) ({chosen.get('instances_why', '')})"
+        + (f"queued requests (submit, asyncio): max batch {queued['max_batch_size']}; " if queued else "")
+        + f"{chosen['instances']} instance(s) ({chosen.get('instances_why', '')})"
     )
 
 

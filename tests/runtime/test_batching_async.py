@@ -10,6 +10,7 @@ cancels, and a loop that closed with a request queued breaks nobody else's batch
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,6 +153,8 @@ def test_a_loop_closed_with_a_queued_request_breaks_no_other_caller(rows: Sessio
     """The caller's loop is gone when its batch finishes: its result is dropped, the batch's other
     callers get theirs, and the batcher serves on."""
     gone = asyncio.new_event_loop()
+    reported: list[str] = []
+    gone.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
     mine = tagged_rows(40, 2, 3)
     got: dict[str, np.ndarray] = {}
     with DynamicBatcher(rows, max_batch_size=8) as batcher, Gate(rows, held=True) as gate:
@@ -169,6 +172,9 @@ def test_a_loop_closed_with_a_queued_request_breaks_no_other_caller(rows: Sessio
         after = batcher.infer(tagged_rows(50, 1, 3))
         stats = batcher.stats()
     assert not orphan.done()  # nothing ran in the closed loop
+    del orphan
+    gc.collect()
+    assert reported == ["Task was destroyed but it is pending!"]  # the abandoned task, and nothing else
     np.testing.assert_array_equal(got["y"], rows_ref.run(mine)["y"])
     np.testing.assert_array_equal(after["y"], rows_ref.run(tagged_rows(50, 1, 3))["y"])
     assert gate.batch_rows()[:2] == [1, 3]  # the orphan's row ran with the caller's two

@@ -7,6 +7,7 @@ concurrency, counts in ``stats()``, typed errors, and a close that waits for run
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -110,10 +111,39 @@ def test_submit_still_queues_beside_direct_calls(rows: Session) -> None:
     np.testing.assert_array_equal(got["y"], rows.run(x)["y"])
 
 
+def test_queued_requests_batch_up_to_the_cap_beside_direct_calls(rows: Session) -> None:
+    """Blocking calls run in their callers' threads while submit and asyncio requests share batches."""
+    mine = tagged_rows(7, 1, 4)
+    queued = [tagged_rows(10 + i, 1, 4) for i in range(6)]
+    with DynamicBatcher(rows, max_batch_size=4, direct_calls=True) as batcher, Gate(rows, held=True) as gate:
+        blocker = batcher.submit(tagged_rows(1, 1, 4))
+        gate.wait_calls(1)  # the only worker is held: what is queued now waits together
+        futures = [batcher.submit(x) for x in queued[:3]]
+
+        async def awaited() -> list[dict[str, np.ndarray]]:
+            tasks = [asyncio.create_task(batcher.infer_async(x)) for x in queued[3:]]
+            await asyncio.sleep(0)
+            assert batcher.stats()["queued"] == 6
+            direct = await asyncio.to_thread(batcher.infer, mine)  # past the queue, in its own thread
+            assert gate.batch_rows() == [1]  # it returned while the worker is held, never through the queue
+            np.testing.assert_array_equal(direct["y"], rows.run(mine)["y"])
+            gate.open()
+            return await asyncio.gather(*tasks)
+
+        later = asyncio.run(awaited())
+        results = [f.result(timeout=10) for f in futures] + later
+        blocker.result(timeout=10)
+        stats = batcher.stats()
+    for x, got in zip(queued, results, strict=True):
+        np.testing.assert_array_equal(got["y"], rows.run(x)["y"])
+    assert sorted(gate.batch_rows()[1:]) == [2, 4]  # six queued rows: batches capped at 4, not one by one
+    assert stats["direct_calls"] is True
+    assert stats["requests"] == 8
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"max_batch_size": 2}, "needs max_batch_size 1"),
         ({"max_batch_size": 1, "preserve_order": True}, "cannot preserve_order"),
         ({"max_batch_size": 1, "direct_calls": "yes"}, "direct_calls must be True or False"),
     ],

@@ -167,8 +167,14 @@ def test_a_tryout_batching_loses_makes_direct_calls_and_says_why(tmp_path: Path)
                                concurrent_runs=False)  # fmt: skip
     assert (policy.max_batch_size, policy.direct_calls) == (1, True)
     assert "28000 req/s against 69000 for direct calls" in policy.batch_why
-    assert policy.options() == {"max_batch_size": 1, "instances": policy.instances, "max_queue_delay_ms": 0.0,
-                                "direct_calls": True}  # fmt: skip
+    queued = policy.for_queued_requests()
+    assert queued.max_batch_size > 1  # the per-row costs still fall: queued requests batch
+    delay_ms = round(queued.queue_delay_ms, 3)
+    assert policy.options() == {"max_batch_size": queued.max_batch_size, "instances": policy.instances,
+                                "max_queue_delay_ms": delay_ms, "direct_calls": True}  # fmt: skip
+    assert policy.chosen()["queued"] == {"max_batch_size": queued.max_batch_size,
+                                         "max_queue_delay_ms": round(queued.queue_delay_ms, 3),
+                                         "why": queued.batch_why}  # fmt: skip
     assert policy.chosen()["tryout"] == {"batched_per_s": 28000.0, "direct_per_s": 69000.0, "callers": 16}
     assert cached == dataclasses.replace(policy, source="cache")
     assert serial is not None

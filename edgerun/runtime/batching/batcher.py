@@ -61,11 +61,12 @@ class DynamicBatcher:
     ``preferred_batch_sizes`` entry (for fixed-shape backends) and drops the padding rows.
     ``pad_sequences`` (True or bucket lengths) lets requests of different sequence lengths share a
     batch, padded through the model's mask input and cut back to each request's length.
-    ``direct_calls`` (max batch 1, a session that runs concurrent calls): each blocking ``infer``
-    runs at once in its caller's thread, with no queue and no instance cap, as threads sharing the
-    session would, and a request of several rows runs as it is (nothing is merged, so no batch can
-    exceed the cap, and timeouts do not apply: nothing waits in a queue); what the device policy
-    chooses where batching does not pay. ``submit`` queues.
+    ``direct_calls`` (a session that runs concurrent calls): each blocking ``infer`` runs at once in
+    its caller's thread, with no queue and no instance cap, as threads sharing the session would, and
+    a request of several rows runs as it is (nothing is merged, and timeouts do not apply: nothing
+    waits in a queue); what the device policy chooses where batching blocking callers does not pay.
+    ``submit`` and ``infer_async`` still queue, batched up to ``max_batch_size``: a queued request
+    is handed to a worker anyway, so merging it costs little and saves calls.
     Futures are resolved outside the batcher's lock, so their callbacks may use the batcher.
     """
 

@@ -65,13 +65,12 @@ def check_args(
 def check_direct(
     session: Session, direct_calls: Any, max_batch_size: int, preserve_order: bool, pad_to_preferred: bool
 ) -> None:
-    """``direct_calls`` runs requests one by one in callers' threads: only on a session that runs concurrent calls."""
+    """``direct_calls`` runs blocking requests one by one in callers' threads: only on a session that runs
+    concurrent calls. ``max_batch_size`` then caps the batches of queued requests (``submit``, asyncio)."""
     if not isinstance(direct_calls, bool):
         raise ConfigError(f"direct_calls must be True or False, got {direct_calls!r}")
     if not direct_calls:
         return
-    if max_batch_size != 1:
-        raise ConfigError(f"direct_calls runs requests one by one: it needs max_batch_size 1, got {max_batch_size}")
     if not session.capabilities.concurrent_runs:
         raise ConfigError(
             f"direct_calls needs a session that runs concurrent calls; {session.label}'s backend serialises them "

@@ -103,11 +103,13 @@ class BatchPolicy:
         return replace(self, max_batch_size=size, batch_why=why, direct_calls=False)
 
     def options(self) -> dict[str, Any]:
-        """The `DynamicBatcher` keywords this policy sets."""
+        """The `DynamicBatcher` keywords this policy sets; with direct calls, the batch cap and delay are
+        those of queued requests (`for_queued_requests`), as blocking ones never reach the queue."""
+        queued = self.for_queued_requests()
         options: dict[str, Any] = {
-            "max_batch_size": self.max_batch_size,
+            "max_batch_size": queued.max_batch_size,
             "instances": self.instances,
-            "max_queue_delay_ms": round(self.queue_delay_ms, 3),
+            "max_queue_delay_ms": round(queued.queue_delay_ms, 3),
         }
         if self.direct_calls:
             options["direct_calls"] = True
@@ -128,6 +130,16 @@ class BatchPolicy:
             "per_row_ms": {str(k): round(v, 4) for k, v in sorted(self.per_row_ms.items())},
             "direct_calls": self.direct_calls,
             **({"tryout": self.tryout.as_dict()} if self.tryout else {}),
+            **({"queued": self._queued_choice()} if self.direct_calls else {}),
+        }
+
+    def _queued_choice(self) -> dict[str, Any]:
+        """What requests that arrive queued get beside direct calls (``submit``, asyncio), and why."""
+        queued = self.for_queued_requests()
+        return {
+            "max_batch_size": queued.max_batch_size,
+            "max_queue_delay_ms": round(queued.queue_delay_ms, 3),
+            "why": queued.batch_why,
         }
 
 
