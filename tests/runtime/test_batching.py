@@ -45,7 +45,6 @@ from ..batching_helpers import (
     as_key,
     batcher_threads,
     contains_row,
-    row_model,
     scalar_output_model,
     symbolic_transposed_output_model,
     tagged_rows,
@@ -62,24 +61,6 @@ PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("batching-models")
-
-
-@pytest.fixture(scope="module")
-def row_path(model_dir: Path) -> Path:
-    return onnx_factory.save(row_model(), model_dir / "row_model.onnx")
-
-
-@pytest.fixture(scope="module")
-def rows(row_path: Path) -> Iterator[Session]:
-    """The session under test (tests gate it); `rows_ref` is a second, ungated one for solo results."""
-    with edgerun.load(row_path) as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-def rows_ref(row_path: Path) -> Iterator[Session]:
-    with edgerun.load(row_path) as session:
-        yield session
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,31 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import edgerun
 from edgerun.runtime.batching import DynamicBatcher
 from edgerun.runtime.session import Session
 
-from .. import onnx_factory
-from ..batching_helpers import WAIT_S, Gate, row_model, tagged_rows, wait_until
+from ..batching_helpers import WAIT_S, Gate, tagged_rows, wait_until
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(scope="module")
-def row_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return onnx_factory.save(row_model(), tmp_path_factory.mktemp("async-batching") / "row_model.onnx")
-
-
-@pytest.fixture(scope="module")
-def rows(row_path: Path) -> Iterator[Session]:
-    with edgerun.load(row_path) as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-def rows_ref(row_path: Path) -> Iterator[Session]:
-    with edgerun.load(row_path) as session:
-        yield session
 
 
 class CountingLoop(asyncio.SelectorEventLoop):

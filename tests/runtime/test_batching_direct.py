@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,7 @@ from edgerun.runtime.batching.tryout import closed_loop_rate, tryout_modes
 from edgerun.runtime.session import Session
 
 from .. import onnx_factory
-from ..batching_helpers import Gate, row_model, tagged_rows, wait_until
-
-
-@pytest.fixture(scope="module")
-def rows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    path = onnx_factory.save(row_model(), tmp_path_factory.mktemp("direct") / "row_model.onnx")
-    with edgerun.load(path) as session:
-        yield session
+from ..batching_helpers import Gate, tagged_rows, wait_until
 
 
 def test_each_request_runs_in_its_callers_thread(rows: Session) -> None:

@@ -10,7 +10,7 @@ ran exactly once. The default variant (100,000 requests, 64 threads) runs in CI;
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -21,22 +21,10 @@ import edgerun
 from edgerun.runtime.batching import DynamicBatcher
 from edgerun.runtime.session import Session
 
-from .. import onnx_factory
-from ..batching_helpers import row_model, tagged_rows
+from ..batching_helpers import tagged_rows
 
 WIDTHS = (4, 5, 8)
 """Non-batch shapes in the mix: requests of different widths must never share a batch."""
-
-
-@pytest.fixture(scope="module")
-def row_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return onnx_factory.save(row_model(), tmp_path_factory.mktemp("soak") / "row_model.onnx")
-
-
-@pytest.fixture(scope="module")
-def solo(row_path: Path) -> Iterator[Session]:
-    with edgerun.load(row_path) as session:
-        yield session
 
 
 class Recorder:
@@ -62,13 +50,13 @@ class Recorder:
         self.session.run_validated = self.real
 
 
-def soak(row_path: Path, solo: Session, requests: int, threads: int, seed: int) -> dict[str, int]:
+def soak(row_path: Path, rows_ref: Session, requests: int, threads: int, seed: int) -> dict[str, int]:
     rng = np.random.default_rng(seed)
     sizes = rng.integers(1, 5, size=requests)
     widths = rng.choice(WIDTHS, size=requests)
     firsts = np.concatenate([[1], 1 + np.cumsum(sizes)[:-1]])  # row ids: unique across all requests
     inputs = [tagged_rows(int(f), int(s), int(w)) for f, s, w in zip(firsts, sizes, widths, strict=True)]
-    expected = [solo.run(x)["y"] for x in inputs]
+    expected = [rows_ref.run(x)["y"] for x in inputs]
     results: list[np.ndarray | None] = [None] * requests
     errors: list[BaseException] = []
 
@@ -124,11 +112,11 @@ def soak(row_path: Path, solo: Session, requests: int, threads: int, seed: int) 
     return stats
 
 
-def test_soak_100k_requests_from_64_threads(row_path: Path, solo: Session) -> None:
-    stats = soak(row_path, solo, requests=100_000, threads=64, seed=1)
+def test_soak_100k_requests_from_64_threads(row_path: Path, rows_ref: Session) -> None:
+    stats = soak(row_path, rows_ref, requests=100_000, threads=64, seed=1)
     assert stats["mean_batch_size"] > 1  # it did batch: this was a soak of the batcher, not of run()
 
 
 @pytest.mark.slow
-def test_soak_1m_requests_from_64_threads(row_path: Path, solo: Session) -> None:
-    soak(row_path, solo, requests=1_000_000, threads=64, seed=2)
+def test_soak_1m_requests_from_64_threads(row_path: Path, rows_ref: Session) -> None:
+    soak(row_path, rows_ref, requests=1_000_000, threads=64, seed=2)
