@@ -360,6 +360,11 @@ def _pool(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    """ours / theirs, or None when either side has no figure (a block that served nothing)."""
+    return ours / theirs if ours is not None and theirs else None
+
+
 def compare(args: argparse.Namespace) -> int:
     from _common import machine
     from batching import MLP_PATH, ensure_mlp
@@ -468,8 +473,8 @@ def compare(args: argparse.Namespace) -> int:
                         "callers": args.callers,
                         "edgerun": ours,
                         "triton": theirs,
-                        "throughput_ratio": ours["req_per_s"] / theirs["req_per_s"] if theirs["req_per_s"] else None,
-                        "p99_ratio": (ours["p99_ms"] / theirs["p99_ms"]) if theirs["p99_ms"] else None,
+                        "throughput_ratio": _ratio(ours["req_per_s"], theirs["req_per_s"]),
+                        "p99_ratio": _ratio(ours["p99_ms"], theirs["p99_ms"]),
                     }
                 )
             best = max((r for r in results if r["key"] == key), key=lambda r: r["triton"]["req_per_s"])
@@ -486,8 +491,8 @@ def compare(args: argparse.Namespace) -> int:
                     "edgerun": mine,
                     "triton": best["triton"],
                     "triton_instances": best["instances"],
-                    "throughput_ratio": mine["req_per_s"] / best["triton"]["req_per_s"],
-                    "p99_ratio": mine["p99_ms"] / best["triton"]["p99_ms"],
+                    "throughput_ratio": _ratio(mine["req_per_s"], best["triton"]["req_per_s"]),
+                    "p99_ratio": _ratio(mine["p99_ms"], best["triton"]["p99_ms"]),
                 }
             )
             defaults.close()

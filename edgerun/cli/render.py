@@ -209,6 +209,8 @@ def batching_line(chosen: dict[str, Any]) -> str:
     """A batcher's chosen max batch size and instances, each with its reason (and, beside direct calls, the
     batch cap of queued requests)."""
     queued = chosen.get("queued")
+    if queued and queued["max_batch_size"] == chosen["max_batch_size"]:
+        queued = None  # nothing to add
     return (
         f"max batch {chosen['max_batch_size']} ({chosen.get('batch_why', '')}); "
         + (f"queued requests (submit, asyncio): max batch {queued['max_batch_size']}; " if queued else "")

@@ -158,3 +158,27 @@ def test_a_loop_closed_with_a_queued_request_breaks_no_other_caller(rows: Sessio
     np.testing.assert_array_equal(after["y"], rows_ref.run(tagged_rows(50, 1, 3))["y"])
     assert gate.batch_rows()[:2] == [1, 3]  # the orphan's row ran with the caller's two
     assert stats["failed"] == 0
+
+
+def test_a_task_cancelled_before_its_loop_withdraws_it_never_runs(rows: Session) -> None:
+    """The task is cancelled, but its loop is busy and has not run the withdrawal yet when the worker comes
+    for the request: the worker sees the cancelled future, skips the request and counts it."""
+
+    async def scenario(batcher: DynamicBatcher, gate: Gate) -> None:
+        blocker = batcher.submit(tagged_rows(1, 1, 3))
+        gate.wait_calls(1)
+        task = asyncio.create_task(batcher.infer_async(tagged_rows(2, 1, 3)))
+        await asyncio.sleep(0)
+        assert batcher.stats()["queued"] == 1
+        task.cancel()  # cancels the awaited future now; the task runs its withdrawal only when the loop is free
+        gate.open()
+        blocker.result(timeout=WAIT_S)  # this loop stays blocked while the worker looks at the queue
+        wait_until(lambda: batcher.stats()["queued"] == 0)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with DynamicBatcher(rows, max_batch_size=4) as batcher, Gate(rows, held=True) as gate:
+        asyncio.run(scenario(batcher, gate))
+        stats = batcher.stats()
+    assert gate.batch_rows() == [1]  # the cancelled request never reached the model
+    assert stats["cancelled"] == 1

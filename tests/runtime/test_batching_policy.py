@@ -315,3 +315,26 @@ def test_queued_requests_batch_by_the_per_row_rule_where_direct_calls_won(tmp_pa
     assert "queued requests" in queued.batch_why
     assert (flat.for_queued_requests().max_batch_size, flat.for_queued_requests().direct_calls) == (1, False)
     assert won.for_queued_requests() == won
+
+
+@pytest.mark.parametrize("given", [{"preserve_order": True}, {"direct_calls": False}])
+def test_blocking_callers_kept_off_direct_calls_get_the_tryouts_choice(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, Any]
+) -> None:
+    """Batches cut the per-row cost but the tryout says the batcher loses: direct calls. An option that keeps
+    blocking callers in the queue must give them that choice (max batch 1), not the cap meant for queued requests."""
+    monkeypatch.setattr("edgerun.runtime.batching.policy.measure_per_row", Measured(MLP_LIKE))
+    monkeypatch.setattr("edgerun.runtime.batching.policy._default_tryout", Tried(28000.0, 69000.0))
+    with edgerun.load("digits-student") as session:
+        options = batching_options(True, session)
+        kept = batching_options(given, session)
+        with batched_session(session.reopen(), given) as batched:
+            chosen = _chosen(batched)
+            assert (batched.batcher.max_batch_size, batched.batcher.direct_calls) == (1, False)
+    assert options["direct_calls"] is True
+    assert options["max_batch_size"] > 1  # beside direct calls, queued requests batch
+    assert {k: kept[k] for k in ("max_batch_size", "max_queue_delay_ms", "direct_calls")} == {
+        "max_batch_size": 1, "max_queue_delay_ms": 0.0, "direct_calls": False}  # fmt: skip
+    assert chosen["max_batch_size"] == 1
+    assert chosen["direct_calls"] is False
+    assert "queued" not in chosen

@@ -574,7 +574,9 @@ class DynamicBatcher:
         """Up to ``max_batch_size`` rows from the head of ``group``, marked running.
 
         A request its caller cancels while it is being taken (its ``_on_done`` is waiting for the
-        lock) is skipped here and counted as cancelled: it never runs.
+        lock) is skipped here and counted as cancelled: it never runs. So is an ``infer_async`` request
+        whose task was cancelled before its loop withdrew it; one cancelled a moment later still runs,
+        and its loop drops the result.
         """
         batch: list[Request] = []
         rows = 0
@@ -586,6 +588,9 @@ class DynamicBatcher:
             group.rows -= request.rows
             self._queued -= 1
             if request.future is not None and not request.future.set_running_or_notify_cancel():
+                withdrawn.extend(self._cancel_locked(request))
+                continue
+            if request.awaited is not None and request.awaited.cancelled():  # a read only: the loop owns it
                 withdrawn.extend(self._cancel_locked(request))
                 continue
             request.state = "taken"

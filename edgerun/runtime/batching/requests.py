@@ -96,18 +96,24 @@ class Outcome:
 
 
 def resolve_all(outcomes: list[Outcome]) -> None:
-    """Resolve each outcome's future (or blocking slot), skipping futures their callers cancelled."""
+    """Resolve each outcome's future (or blocking slot), skipping futures their callers cancelled.
+
+    Blocking callers are woken first (nothing after can leave them waiting), then each event loop is
+    handed its requests of the batch in one call, then ``submit`` futures are set: with
+    ``preserve_order``, their callbacks reach a loop after the earlier awaited requests' results.
+    """
     first: Request | None = None
     last: Request | None = None
     by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    futures: list[Outcome] = []
     for outcome in outcomes:
         request = outcome.request
         awaited = request.awaited
         if awaited is not None:
             by_loop.setdefault(awaited.get_loop(), []).append(outcome)
-            continue
-        future = request.future
-        if future is None:  # a blocking slot: no outcome at all means close(drain=False) cancelled it
+        elif request.future is not None:
+            futures.append(outcome)
+        else:  # a blocking slot: no outcome at all means close(drain=False) cancelled it
             request.result = outcome.result
             request.error = outcome.error
             if outcome.result is None and outcome.error is None:
@@ -117,7 +123,14 @@ def resolve_all(outcomes: list[Outcome]) -> None:
             else:
                 last.successor = request
             last = request
-            continue
+    if first is not None:
+        first.waiter.release()  # the rest are woken in turn, each by the caller before it
+    for loop, delivered in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these any more
+            loop.call_soon_threadsafe(_settle_awaited, delivered)  # one wake-up of each loop per batch
+    for outcome in futures:
+        future = outcome.request.future
+        assert future is not None
         if future.done():  # cancelled (by the caller, or close(drain=False))
             continue
         if not future.running() and not future.set_running_or_notify_cancel():
@@ -126,11 +139,6 @@ def resolve_all(outcomes: list[Outcome]) -> None:
             future.set_exception(outcome.error)
         elif outcome.result is not None:
             future.set_result(outcome.result)
-    for loop, delivered in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these any more
-            loop.call_soon_threadsafe(_settle_awaited, delivered)  # one wake-up of each loop per batch
-    if first is not None:
-        first.waiter.release()  # the rest are woken in turn, each by the caller before it
 
 
 def _settle_awaited(outcomes: list[Outcome]) -> None:

@@ -114,7 +114,14 @@ def _resolved(
         chosen.update(instances=given["instances"], instances_why="given")
     options = {**policy.options(), **given}
     if options.get("direct_calls") and (options.get("preserve_order") or options.get("pad_to_preferred")):
-        options["direct_calls"] = chosen["direct_calls"] = False  # what the caller asked for needs the queue
+        options["direct_calls"] = False  # what the caller asked for needs the queue
+    if policy.direct_calls and not options.get("direct_calls"):
+        # Blocking callers go through the queue after all: they get the policy's own choice for them (the
+        # tryout found bigger batches lose), not the cap that only queued requests were to get.
+        blocking = {"max_batch_size": policy.max_batch_size, "max_queue_delay_ms": round(policy.queue_delay_ms, 3)}
+        options = {**options, **blocking, **given}
+        chosen["direct_calls"] = False
+        chosen.pop("queued", None)
     return options, chosen
 
 
