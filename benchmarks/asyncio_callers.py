@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 from _common import lscpu_facts, machine, vector_flags
-from batching import Cell, run_cell, summarise
+from batching import Cell, run_rounds, summarise
 
 import edgerun
 from edgerun.runtime.batching import DynamicBatcher
@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i in (1, 2)
             ),
         ]
-    for r in range(args.rounds):
-        for cell in cells if r % 2 == 0 else cells[::-1]:
-            run_cell(cell, args.seconds)
+    run_rounds(cells, args.rounds, args.seconds)
     for batcher in batchers.values():
         batcher.close()
     session.close()

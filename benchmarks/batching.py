@@ -253,6 +253,13 @@ def run_cell(cell: Cell, seconds: float) -> None:
         cell.inline += after["inline"] - before["inline"]
 
 
+def run_rounds(cells: Sequence[Cell], rounds: int, block_s: float) -> None:
+    """Every cell once per round for ``block_s``, forward then backward, so drift hits them alike."""
+    for r in range(rounds):
+        for cell in cells if r % 2 == 0 else list(reversed(cells)):
+            run_cell(cell, block_s)
+
+
 def summarise(cell: Cell) -> dict[str, Any]:
     blocks = cell.blocks or []
     calls = sum(b.requests for b in blocks)
@@ -432,9 +439,7 @@ def measure_standin(
         for n in callers
     ]
     with console.status(f"GPU stand-in {ms} ms: {len(cells)} cells x {rounds} rounds"):
-        for r in range(rounds):
-            for cell in cells if r % 2 == 0 else list(reversed(cells)):
-                run_cell(cell, seconds / rounds)
+        run_rounds(cells, rounds, seconds / rounds)
     for batcher in batchers.values():
         batcher.close()
     session.close()

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import onnx
 from _common import lscpu_facts, machine
-from batching import MLP_PATH, Cell, ensure_mlp, run_cell, summarise
+from batching import MLP_PATH, Cell, ensure_mlp, run_rounds, summarise
 from onnx import numpy_helper
 from rich.console import Console
 from rich.table import Table
@@ -167,9 +167,7 @@ def measure(
         cells.append(
             Cell("asyncio 1i", n, batchers[1].infer, rows[n], batcher=batchers[1], awaited=batchers[1].infer_async)
         )
-    for r in range(rounds):
-        for cell in cells if r % 2 == 0 else list(reversed(cells)):
-            run_cell(cell, seconds / rounds)
+    run_rounds(cells, rounds, seconds / rounds)
     for batcher in batchers.values():
         batcher.close()
     single.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -106,13 +107,21 @@ def test_loops_in_several_threads_share_batches_and_each_gets_its_rows(
     assert max(gate.batch_rows()) <= 6
 
 
+async def queued_behind_a_held_batch(
+    batcher: DynamicBatcher, gate: Gate
+) -> tuple[Future[dict[str, np.ndarray]], asyncio.Task[dict[str, np.ndarray]]]:
+    """A one-row batch held in the gate, and a task whose request waits in the queue behind it."""
+    blocker = batcher.submit(tagged_rows(1, 1, 3))
+    gate.wait_calls(1)
+    task = asyncio.create_task(batcher.infer_async(tagged_rows(2, 1, 3)))
+    await asyncio.sleep(0)  # one loop step: the task queues its request, then awaits its future
+    assert batcher.stats()["queued"] == 1
+    return blocker, task
+
+
 def test_close_without_drain_cancels_awaiting_tasks(rows: Session) -> None:
     async def scenario(batcher: DynamicBatcher, gate: Gate) -> None:
-        blocker = batcher.submit(tagged_rows(1, 1, 3))
-        gate.wait_calls(1)
-        task = asyncio.create_task(batcher.infer_async(tagged_rows(2, 1, 3)))
-        await asyncio.sleep(0)
-        assert batcher.stats()["queued"] == 1
+        blocker, task = await queued_behind_a_held_batch(batcher, gate)
         closing = asyncio.get_running_loop().run_in_executor(None, batcher.close, False)
         await asyncio.to_thread(wait_until, lambda: batcher.closed)
         gate.open()  # the running batch finishes; the queued request never runs
@@ -165,11 +174,7 @@ def test_a_task_cancelled_before_its_loop_withdraws_it_never_runs(rows: Session)
     for the request: the worker sees the cancelled future, skips the request and counts it."""
 
     async def scenario(batcher: DynamicBatcher, gate: Gate) -> None:
-        blocker = batcher.submit(tagged_rows(1, 1, 3))
-        gate.wait_calls(1)
-        task = asyncio.create_task(batcher.infer_async(tagged_rows(2, 1, 3)))
-        await asyncio.sleep(0)
-        assert batcher.stats()["queued"] == 1
+        blocker, task = await queued_behind_a_held_batch(batcher, gate)
         task.cancel()  # cancels the awaited future now; the task runs its withdrawal only when the loop is free
         gate.open()
         blocker.result(timeout=WAIT_S)  # this loop stays blocked while the worker looks at the queue
