@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgerun.errors import ConversionError
+from edgerun.storage import write_json
 
 FORMAT = "edgerun-ranges-1"
 """The ``format`` field of edgerun's own range files (older ORT only)."""
@@ -36,7 +35,8 @@ def native_cache() -> bool:
 
 
 def save_ranges(ranges: Any, path: Path) -> None:
-    """Write ``ranges`` (ORT's ``TensorsData``) to ``path`` atomically: ORT's format where it has one, else ours."""
+    """Write ``ranges`` (ORT's ``TensorsData``) to ``path``: ORT's format where it has one, else ours (written
+    all or nothing by `storage.write_json`, so a full or read-only disk raises `StorageWriteError`)."""
     if native_cache():
         from onnxruntime.quantization.calibrate import save_tensors_data
 
@@ -50,15 +50,7 @@ def save_ranges(ranges: Any, path: Path) -> None:
             for name, data in ranges.data.items()
         },
     }
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".ranges_", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as file:
-            json.dump(payload, file)
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
+    write_json(path, payload)
 
 
 def load_ranges(path: Path) -> Any:
