@@ -1046,7 +1046,7 @@ def test_batching_a_fixed_batch_model_is_a_config_error(model_dir: Path) -> None
         [8],
         {"max_batch_size": 0},
         {"instances": 0},
-        {"preferred_batch_sizes": [16]},
+        {"preferred_batch_sizes": [32]},  # above any max batch the policy can choose (it times up to 16)
         {"preferred_batch_sizes": [0, 2]},
         {"pad_to_preferred": True},
         {"max_queue_delay_ms": -1},
