@@ -102,16 +102,19 @@ class BatchPolicy:
         why = f"{why}; for queued requests (submit): direct calls serve blocking callers only"
         return replace(self, max_batch_size=size, batch_why=why, direct_calls=False)
 
-    def options(self) -> dict[str, Any]:
-        """The `DynamicBatcher` keywords this policy sets; with direct calls, the batch cap and delay are
-        those of queued requests (`for_queued_requests`), as blocking ones never reach the queue."""
-        queued = self.for_queued_requests()
+    def options(self, *, direct_calls: bool = True) -> dict[str, Any]:
+        """The `DynamicBatcher` keywords this policy sets. With direct calls, the batch cap and delay are
+        those of queued requests (`for_queued_requests`), as blocking ones never reach the queue;
+        ``direct_calls=False`` (blocking callers must queue too: an order to keep, padding) gives this
+        policy's own choice instead, which is what the tryout measured for them."""
+        direct = self.direct_calls and direct_calls
+        source = self.for_queued_requests() if direct else self
         options: dict[str, Any] = {
-            "max_batch_size": queued.max_batch_size,
+            "max_batch_size": source.max_batch_size,
             "instances": self.instances,
-            "max_queue_delay_ms": round(queued.queue_delay_ms, 3),
+            "max_queue_delay_ms": round(source.queue_delay_ms, 3),
         }
-        if self.direct_calls:
+        if direct:
             options["direct_calls"] = True
         return options
 

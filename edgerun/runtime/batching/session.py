@@ -112,14 +112,12 @@ def _resolved(
     chosen = policy.chosen()
     if "instances" in given:
         chosen.update(instances=given["instances"], instances_why="given")
-    options = {**policy.options(), **given}
-    if options.get("direct_calls") and (options.get("preserve_order") or options.get("pad_to_preferred")):
+    needs_queue = bool(given.get("preserve_order") or given.get("pad_to_preferred"))  # for blocking callers too
+    direct = given.get("direct_calls", True) is not False and not needs_queue
+    options = {**policy.options(direct_calls=direct), **given}
+    if needs_queue and (policy.direct_calls or options.get("direct_calls")):
         options["direct_calls"] = False  # what the caller asked for needs the queue
-    if policy.direct_calls and not options.get("direct_calls"):
-        # Blocking callers go through the queue after all: they get the policy's own choice for them (the
-        # tryout found bigger batches lose), not the cap that only queued requests were to get.
-        blocking = {"max_batch_size": policy.max_batch_size, "max_queue_delay_ms": round(policy.queue_delay_ms, 3)}
-        options = {**options, **blocking, **given}
+    if policy.direct_calls and not direct:
         chosen["direct_calls"] = False
         chosen.pop("queued", None)
     return options, chosen
