@@ -231,10 +231,10 @@ class DynamicBatcher:
         wrapped into one: a batch's results reach the loop in one call, so one thread serving many
         streams costs one wake-up per batch, with no hand-off of the GIL per request.
         """
-        request = self._admit(feeds, timeout_ms, None, awaited=asyncio.get_running_loop().create_future())
-        assert request.awaited is not None
+        awaited: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
+        request = self._admit(feeds, timeout_ms, None, awaited=awaited)
         try:
-            return await request.awaited
+            return await awaited
         except asyncio.CancelledError:
             self._withdraw(request)
             raise
