@@ -60,7 +60,7 @@ except ImportError as exc:  # torch, Torch-Pruning (the distill extra) or scikit
     sys.exit(f"{exc}: this benchmark needs: pip install -e '.[distill]' scikit-learn")
 
 from _common import lscpu_facts, machine, vector_flags  # noqa: E402  (benchmarks/: the script's own folder)
-from distill_digits import CALIBRATION_SAMPLES, digits  # noqa: E402  (the same split, as tensors)
+from distill_digits import CALIBRATION_SAMPLES, prepared_run  # noqa: E402  (the same split and set-up)
 from make_digits_models import Student, Teacher, shift_augment  # noqa: E402  (the bundled digits models)
 
 STEPS = 800
@@ -206,10 +206,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     started = time.perf_counter()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    x, y, x_test, y_test = digits()
-    calib = x[:CALIBRATION_SAMPLES].numpy()
+    x, y, x_test, y_test, calib = prepared_run()
     per_seed = []
     with tempfile.TemporaryDirectory(prefix="edgerun-compress-") as tmp:
         for seed in args.seeds:

@@ -110,6 +110,15 @@ def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return t(x), t(y).long(), t(x_test), t(y_test).long()
 
 
+def prepared_run() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+    """What every run here starts from: one torch thread and deterministic kernels, then the digits split
+    (`digits`) and the first ``CALIBRATION_SAMPLES`` training images for INT8 calibration."""
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    x, y, x_test, y_test = digits()
+    return x, y, x_test, y_test, x[:CALIBRATION_SAMPLES].numpy()
+
+
 def few_labels(y: torch.Tensor, seed: int) -> torch.Tensor:
     """``y`` with all but ``LABELS_PER_CLASS`` labels per class (drawn with ``seed``) set to IGNORE_INDEX."""
     rng = np.random.default_rng(1000 + seed)
@@ -246,10 +255,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     started = time.perf_counter()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    x, y, x_test, y_test = digits()
-    calib = x[:CALIBRATION_SAMPLES].numpy()
+    x, y, x_test, y_test, calib = prepared_run()
     test_inputs = {"image": x_test.numpy()}
     runs: dict[str, list[Comparison]] = {s: [] for s in args.settings}
     max_error = 0.0
