@@ -131,16 +131,18 @@ class DynamicBatcher:
         """Callers of that batch not yet back; when the last one is, the wait ends at once."""
         self._finished: dict[int, Outcome] = {}
         self._idle_timed = 0
-        self._direct = DirectCalls(session, None if self._plain else self.layout.fill) if direct_calls else None
         """Idle workers whose wait ends with the current hold (a held request then needs no wake-up)."""
+        self._direct = DirectCalls(session, None if self._plain else self.layout.fill) if direct_calls else None
         self.chosen: dict[str, Any] = {}
         """What the defaults chose (instances, max batch size) and why; in ``stats()`` when set."""
         inputs = session.inputs
         self._single = inputs[0].name if self._plain and len(inputs) == 1 else None
+        """The one input's name (plain layout): a bare array like the last accepted one skips validation."""
         self._idle_path = not preserve_order and not pad_to_preferred
         """A lone request on an idle batcher may take `_run_idle` (no ordering, no padding to honour)."""
-        """The one input's name (plain layout): a bare array like the last accepted one skips validation."""
-        self._group_keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._fast: tuple[Any, int, tuple[Any, ...]] | None = None
+        """The last accepted array (``Validate.accepted_array``) with its rows and group key: an array shaped
+        like it needs neither a check nor a new key (`_check`'s fast path)."""
         self._workers = [
             threading.Thread(target=self._work, name=f"edgerun-batcher-{i}", daemon=True) for i in range(instances)
         ]
@@ -331,7 +333,7 @@ class DynamicBatcher:
         timeout_s = self.default_timeout_s if timeout_ms is None else timeout_ms / 1e3
         now = time.perf_counter()
         batch: list[Request] = []
-        withdrawn: list[Outcome] = []
+        withdrawn: list[Outcome] | None = None
         with self._lock:
             if self._closing:
                 raise BatcherClosedError(f"batcher for {self.session.label} is closed")
@@ -388,6 +390,7 @@ class DynamicBatcher:
                 if self._free and (wake or queue.rows >= self._target_rows(queue.rows)):
                     if blocking and self._ready_now_locked(queue, now):
                         # The caller completing a batch runs it here: no hand-off to a worker and back.
+                        withdrawn = []
                         batch = self._take_locked(group, queue, withdrawn)
                         if batch:
                             session = self._free.pop()
@@ -395,7 +398,8 @@ class DynamicBatcher:
                         self._wake.notify()
             else:
                 batch = [request]
-        resolve_all(withdrawn)
+        if withdrawn:
+            resolve_all(withdrawn)
         if session is not None:
             self._execute(session, batch, request)
         return request
@@ -415,19 +419,12 @@ class DynamicBatcher:
                 and feeds.shape == accepted[0]
                 and feeds.dtype == accepted[1]
                 and feeds.flags.c_contiguous
-                and feeds.shape[0] > 0
-            ):
-                rows = feeds.shape[0]  # the fast path of Session.run: as checked as the last accepted array
-            else:
-                rows = 0
-            if rows:
-                key = (feeds.dtype.str, feeds.shape[1:])
-                group = self._group_keys.get(key)
-                if group is None:
-                    group = self._group_keys[key] = ((self._single, *key),)
-                checked: dict[str, np.ndarray] = {self._single: feeds}
-                rows = self._within_max(rows)
-                return checked, rows, group
+            ):  # the fast path of Session.run: as checked as the last accepted array
+                fast = self._fast
+                if fast is None or fast[0] is not accepted:
+                    fast = self._fast = self._fast_entry(accepted)
+                if fast is not None:
+                    return {self._single: feeds}, fast[1], fast[2]
         if self._plain:
             checked = dict(self.session.validate(feeds))
             rows = count_rows(checked, self.session.label)
@@ -436,6 +433,13 @@ class DynamicBatcher:
             checked = dict(self.session.validate(self.layout.fill(feeds)))
             rows, group = self.layout.rows_and_group(checked)
         return checked, self._within_max(rows), group
+
+    def _fast_entry(self, accepted: tuple[tuple[int, ...], np.dtype[Any]]) -> tuple[Any, int, tuple[Any, ...]] | None:
+        """Rows and group key of every array shaped like ``accepted`` (None: no rows, left to the full check)."""
+        shape, dtype = accepted
+        if not shape or shape[0] <= 0:
+            return None
+        return accepted, self._within_max(shape[0]), ((self._single, dtype.str, shape[1:]),)
 
     def _within_max(self, rows: int) -> int:
         if rows > self.max_batch_size:

@@ -182,6 +182,13 @@ def split_rows(
         return [dict(outputs)]  # the backend's arrays are new on every call: this request owns them
     results: list[dict[str, np.ndarray]] = []
     start = 0
+    if len(outputs) == 1:  # most models: no comprehension per request
+        ((name, array),) = outputs.items()
+        for count in rows:
+            end = start + count
+            results.append({name: array[start:end].copy()})
+            start = end
+        return results
     for count in rows:
         results.append({name: array[start : start + count].copy() for name, array in outputs.items()})
         start += count
