@@ -121,6 +121,8 @@ class Block:
     requests: int
     wall_s: float
     latencies_s: list[float]
+    cpu_s: float = 0.0
+    """CPU seconds of the whole process (every core) over the block: what the requests cost, waits excluded."""
 
 
 def closed_loop(calls: Sequence[Callable[[np.ndarray], object]], inputs: Sequence[np.ndarray], seconds: float) -> Block:
@@ -159,18 +161,20 @@ def closed_loop(calls: Sequence[Callable[[np.ndarray], object]], inputs: Sequenc
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        cpu_start = time.process_time()
         window["start"] = time.perf_counter()
         window["stop"] = window["start"] + seconds
         barrier.wait()
         for thread in threads:
             thread.join()
+        cpu_s = time.process_time() - cpu_start
     finally:
         if gc_was_enabled:
             gc.enable()
     if errors:
         raise RuntimeError(f"a caller failed: {errors[0]!r}") from errors[0]
     pooled = [value for per_thread in latencies for value in per_thread]
-    return Block(len(pooled), max(last_done) - window["start"], pooled)
+    return Block(len(pooled), max(last_done) - window["start"], pooled, cpu_s)
 
 
 def closed_loop_async(
@@ -202,12 +206,14 @@ def closed_loop_async(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        cpu_start = time.process_time()
         asyncio.run(main())
+        cpu_s = time.process_time() - cpu_start
     finally:
         if gc_was_enabled:
             gc.enable()
     pooled = [value for per_task in latencies for value in per_task]
-    return Block(len(pooled), max(last_done) - window["start"], pooled)
+    return Block(len(pooled), max(last_done) - window["start"], pooled, cpu_s)
 
 
 # --- cells ----------------------------------------------------------------------------------------
@@ -277,6 +283,7 @@ def summarise(cell: Cell) -> dict[str, Any]:
         "calls": calls,
         "wall_s": wall,
         "req_per_s": calls * cell.rows_per_call / wall if wall else 0.0,
+        "cpu_us_per_request": sum(b.cpu_s for b in blocks) / (calls * cell.rows_per_call) * 1e6 if calls else None,
         "per_round_req_per_s": [b.requests * cell.rows_per_call / b.wall_s for b in blocks if b.wall_s],
         "latency_unit": "batch call" if cell.rows_per_call > 1 else "request",
         "p50_ms": float(np.percentile(lat_ms, 50, method="inverted_cdf")) if lat_ms.size else None,

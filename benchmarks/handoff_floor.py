@@ -11,6 +11,9 @@ puts it beside the model and the batcher, all in one run:
 * ``batcher``: 16 threads calling ``DynamicBatcher.infer`` (max batch 16, one instance), with a
   queue delay of 1 ms (it holds a batch until the last one's callers are back) and of 0.
 
+Each cell also gives the process's CPU time per request (all cores, waits excluded): it moves less
+with this VM's wake-up latency than the rates do, so it is the figure to compare between commits.
+
 When a batch holds all 16 closed-loop callers (what the 1 ms delay's hold aims for), nothing else
 runs while they wake, so the rate is at most ``16 / (16 x hop + batch time)`` requests/s before
 any Python of the batcher. When that floor is below the threads' rate, no trim of the batcher's
@@ -129,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     ideal = CALLERS / standin_s
     print(f"batch of {CALLERS} rows, one thread: {batch_s * 1e6:.0f} µs ({batch_s / CALLERS * 1e6:.1f} µs per row); "
           f"stand-in call {standin_s * 1e6:.0f} µs (ideal {ideal:,.0f} req/s)")  # fmt: skip
-    print(f"{'mode':22s} {'N':>3s} {'req/s':>9s} {'÷ threads(16)':>13s} {'mean batch':>10s}")
+    print(f"{'mode':22s} {'N':>3s} {'req/s':>9s} {'÷ threads(16)':>13s} {'mean batch':>10s} {'CPU µs/req':>10s}")
     for r in results.values():
         ratio = f"{r['req_per_s'] / ideal:.2f} of ideal" if r["mode"].startswith("stand-in") else (
             f"{r['req_per_s'] / threads:.2f}x")  # fmt: skip
-        print(f"{r['mode']:22s} {r['callers']:3d} {r['req_per_s']:9,.0f} {ratio:>13s} {r['mean_batch']:10.1f}")
+        print(f"{r['mode']:22s} {r['callers']:3d} {r['req_per_s']:9,.0f} {ratio:>13s} {r['mean_batch']:10.1f} "
+              f"{r['cpu_us_per_request']:10.1f}")  # fmt: skip
     floor = CALLERS / (CALLERS * hop_us * 1e-6 + batch_s)
     standin_floor = CALLERS / (CALLERS * hop_us * 1e-6 + standin_s)
     print(
