@@ -170,3 +170,17 @@ def vector_flags(facts: dict[str, Any]) -> list[str]:
     """Which of `VECTOR_FLAGS` lscpu reported (from `lscpu_facts`)."""
     flags = set(facts.get("lscpu_flags") or ())
     return [flag for flag in VECTOR_FLAGS if flag in flags]
+
+
+def machine_line() -> str:
+    """One line naming the CPU, its vector flags, cores, ONNX Runtime and Python: printed with every figure."""
+    info = {**machine(), **lscpu_facts()}
+    return (
+        f"{info['cpu']} ({' '.join(vector_flags(info))}), {info['cores']} cores, onnxruntime {info['onnxruntime']}, "
+        f"Python {info['python']}"
+    )
+
+
+def row_shape(session: Any) -> tuple[int, ...]:
+    """A one-row request's shape for the session's first input, symbolic dims taken as 1 (batch axis first)."""
+    return (1, *(d if isinstance(d, int) else 1 for d in session.inputs[0].shape[1:]))

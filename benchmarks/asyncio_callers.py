@@ -19,7 +19,7 @@ import argparse
 import sys
 
 import numpy as np
-from _common import lscpu_facts, machine, vector_flags
+from _common import machine_line, row_shape
 from batching import Cell, run_rounds, summarise
 
 import edgerun
@@ -33,11 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (forward, then backward)")
     parser.add_argument("--seconds", type=float, default=0.5, help="seconds per cell per round")
     args = parser.parse_args(argv)
-    info = {**machine(), **lscpu_facts()}
-    print(f"{info['cpu']} ({' '.join(vector_flags(info))}), {info['cores']} cores, onnxruntime {info['onnxruntime']}, "
-          f"Python {info['python']}; {args.model}, max batch 16, delay 1 ms")  # fmt: skip
+    print(f"{machine_line()}; {args.model}, max batch 16, delay 1 ms")
     session = edgerun.load(args.model)
-    shape = (1, *(d if isinstance(d, int) else 1 for d in session.inputs[0].shape[1:]))
+    shape = row_shape(session)
     rng = np.random.default_rng(0)
     batchers = {i: DynamicBatcher(session, max_batch_size=16, max_queue_delay_ms=1.0, instances=i) for i in (1, 2)}
     cells = []

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import REPO, bootstrap_median, interleaved_blocks, lscpu_facts, machine, vector_flags
+from _common import REPO, bootstrap_median, interleaved_blocks, lscpu_facts, machine, row_shape, vector_flags
 from rich.console import Console
 from rich.table import Table
 
@@ -395,7 +395,7 @@ def _targets(key: str, r: dict[str, Any]) -> dict[str, Any]:
 
 def standin_run(session: edgerun.Session, seconds: float) -> Callable[[Any], dict[str, np.ndarray]]:
     """A ``run_validated`` sleeping ``seconds`` per batch (GIL released), returning zero rows of the model's shapes."""
-    x = np.zeros((1, 1, 8, 8), np.float32)
+    x = np.zeros(row_shape(session), np.float32)
     shapes = {name: (value.shape[1:], value.dtype) for name, value in session.run(x).items()}
     sleep = time.sleep
 

@@ -33,7 +33,7 @@ import threading
 import time
 
 import numpy as np
-from _common import block_seconds, lscpu_facts, machine, vector_flags
+from _common import block_seconds, machine_line, row_shape
 from batching import Cell, run_rounds, standin_run, summarise
 
 import edgerun
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.5, help="seconds per cell per round")
     parser.add_argument("--hops", type=int, default=100_000, help="hops per ring measurement")
     args = parser.parse_args(argv)
-    info = {**machine(), **lscpu_facts()}
-    print(f"{info['cpu']} ({' '.join(vector_flags(info))}), {info['cores']} cores, onnxruntime {info['onnxruntime']}, "
-          f"Python {info['python']}; {args.model}")  # fmt: skip
+    print(f"{machine_line()}; {args.model}")
 
     rings = {n: [ring_hop_us(n, args.hops) for _ in range(3)] for n in (2, CALLERS)}
     hop_us = statistics.median(rings[CALLERS])
@@ -102,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(f'{v:.1f}' for v in values)})")  # fmt: skip
 
     session = edgerun.load(args.model)
-    shape = tuple(d if isinstance(d, int) else 1 for d in session.inputs[0].shape[1:])
+    shape = row_shape(session)
     rng = np.random.default_rng(0)
-    rows = [rng.random((1, *shape), dtype=np.float32) for _ in range(CALLERS)]
-    full = rng.random((CALLERS, *shape), dtype=np.float32)
+    rows = [rng.random(shape, dtype=np.float32) for _ in range(CALLERS)]
+    full = rng.random((CALLERS, *shape[1:]), dtype=np.float32)
     batch_s = min(block_seconds(lambda: session.run(full), 200) for _ in range(5))
     standin = session.reopen()  # its batches sleep STANDIN_S with the GIL released, as a GPU call waits
     standin.run_validated = standin_run(session, STANDIN_S)
-    standin_s = min(block_seconds(lambda: standin.run_validated({"x": full}), 50) for _ in range(3))
+    standin_s = min(block_seconds(lambda: standin.run_validated({session.inputs[0].name: full}), 50) for _ in range(3))
     batchers = {
         delay: DynamicBatcher(session, max_batch_size=CALLERS, max_queue_delay_ms=delay, instances=1)
         for delay in (1.0, 0.0)
