@@ -56,6 +56,7 @@ from rich.table import Table
 
 import edgerun
 from edgerun.runtime.batching import DynamicBatcher
+from edgerun.runtime.batching.stats import mean_batch_size
 
 MLP_PATH = REPO / "benchmarks" / ".models" / "mlp-2048x4.onnx"
 
@@ -237,7 +238,8 @@ class Cell:
     """Callers are asyncio tasks on one event loop awaiting this (``call`` unused), not threads."""
 
 
-def _histogram_diff(after: dict[int, int], before: dict[int, int]) -> dict[int, int]:
+def histogram_diff(after: dict[int, int], before: dict[int, int]) -> dict[int, int]:
+    """The batch sizes counted between two ``stats()`` histograms (sizes that did not change left out)."""
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
@@ -251,7 +253,7 @@ def run_cell(cell: Cell, seconds: float) -> None:
     cell.blocks = [*(cell.blocks or []), block]
     if cell.batcher is not None and before is not None:
         after = cell.batcher.stats()
-        diff = _histogram_diff(after["batch_size_histogram"], before["batch_size_histogram"])
+        diff = histogram_diff(after["batch_size_histogram"], before["batch_size_histogram"])
         merged = dict(cell.histogram or {})
         for size, count in diff.items():
             merged[size] = merged.get(size, 0) + count
@@ -273,7 +275,7 @@ def summarise(cell: Cell) -> dict[str, Any]:
     lat_ms = np.asarray([v for b in blocks for v in b.latencies_s]) * 1e3
     if cell.histogram:
         batches = sum(cell.histogram.values())
-        mean_batch = sum(k * v for k, v in cell.histogram.items()) / batches
+        mean_batch = mean_batch_size(cell.histogram, batches)
     else:
         batches, mean_batch = calls, float(cell.rows_per_call)
     return {
@@ -308,12 +310,20 @@ def measure_model(
     session = edgerun.load(case.model)
     second = session.reopen()  # the offline-2T-own side's second session
     opts = {"max_batch_size": case.max_batch, "max_queue_delay_ms": delay_ms}
+    opened: list[edgerun.Session] = []  # the sessions "2i own" opens for its second instance, to warm them
+
+    def reopen() -> edgerun.Session:
+        opened.append(session.reopen())
+        return opened[-1]
+
     batchers = {
         "batcher 1i": DynamicBatcher(session, instances=1, **opts),
         "batcher 2i shared": DynamicBatcher(session, instances=2, session_per_instance=False, **opts),
-        "batcher 2i own": DynamicBatcher(session, instances=2, session_per_instance=True, **opts),
+        "batcher 2i own": DynamicBatcher(
+            session, instances=2, session_per_instance=True, session_factory=reopen, **opts
+        ),
     }
-    for s in (session, second, *batchers["batcher 2i own"]._own_sessions):
+    for s in (session, second, *opened):
         _warm(s, case)
 
     batch_inputs = [case.batch(1000 + i) for i in range(2)]

@@ -324,19 +324,21 @@ def triton_block(
 
 def edgerun_block(batcher: Any, call: Any, row_shape: list[int], callers: int, seconds: float) -> dict[str, Any]:
     """``callers`` threads calling ``call`` (``batcher.infer``, or a batched session's ``run``) back to back."""
-    from batching import _histogram_diff, closed_loop
+    from batching import closed_loop, histogram_diff
+
+    from edgerun.runtime.batching.stats import mean_batch_size
 
     inputs = [_row(row_shape, i) for i in range(callers)]
     before = batcher.stats()
     block = closed_loop([call] * callers, inputs, seconds)
     after = batcher.stats()
-    hist = _histogram_diff(after["batch_size_histogram"], before["batch_size_histogram"])
+    hist = histogram_diff(after["batch_size_histogram"], before["batch_size_histogram"])
     batches = sum(hist.values())
     return {
         "requests": block.requests,
         "wall_s": block.wall_s,
         "latencies_s": block.latencies_s,
-        "mean_batch": sum(k * v for k, v in hist.items()) / batches if batches else None,
+        "mean_batch": mean_batch_size(hist, batches) if batches else None,
     }
 
 

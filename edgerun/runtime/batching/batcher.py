@@ -89,7 +89,7 @@ class DynamicBatcher:
     ) -> None:
         check_args(session, max_batch_size, max_queue_delay_ms, preferred_batch_sizes, max_queue_size,
                    default_timeout_ms, instances, preserve_order, pad_to_preferred, session_per_instance)  # fmt: skip
-        check_direct(session, direct_calls, max_batch_size, preserve_order, pad_to_preferred)
+        check_direct(session, direct_calls, preserve_order, pad_to_preferred)
         self.session = session
         self.layout = Layout(session, max_batch_size, pad_sequences)
         """Each input's and output's batch axis (``session.roles``), shared constants, sequence buckets."""

@@ -62,11 +62,9 @@ def check_args(
         raise ConfigError("pad_to_preferred needs preferred_batch_sizes")
 
 
-def check_direct(
-    session: Session, direct_calls: Any, max_batch_size: int, preserve_order: bool, pad_to_preferred: bool
-) -> None:
+def check_direct(session: Session, direct_calls: Any, preserve_order: bool, pad_to_preferred: bool) -> None:
     """``direct_calls`` runs blocking requests one by one in callers' threads: only on a session that runs
-    concurrent calls. ``max_batch_size`` then caps the batches of queued requests (``submit``, asyncio)."""
+    concurrent calls (any ``max_batch_size``: it caps the batches of queued requests, ``submit`` and asyncio)."""
     if not isinstance(direct_calls, bool):
         raise ConfigError(f"direct_calls must be True or False, got {direct_calls!r}")
     if not direct_calls:
