@@ -197,14 +197,13 @@ def _prune_channels(
         ignored_layers=ignored,
     )
     done = 0
-    macs = macs_before
+    macs, params = macs_before, params_before
     for _ in range(steps):
         pruner.step()
         done += 1
-        macs = int(tp.utils.count_ops_and_params(model, example_input)[0])
+        macs, params = (int(v) for v in tp.utils.count_ops_and_params(model, example_input))
         if target_macs is not None and macs <= target_macs:
             break
-    params = int(tp.utils.count_ops_and_params(model, example_input)[1])
     if target_macs is not None and macs > target_macs:
         _log.warning(
             "%s: channel pruning stopped at %d MACs, above the target %d, with 95%% of every prunable layer's "
